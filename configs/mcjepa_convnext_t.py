@@ -1,0 +1,75 @@
+"""MC-JEPA with a ConvNeXt-T encoder: the paper's model and objective (DESIGN.md 2-5).
+
+Usage: --config configs/mcjepa_convnext_t.py
+Every value marked "our choice" is not given by the paper (see DESIGN.md).
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+  del arg  # The paper config takes no options; derived configs override fields.
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # ---- model (DESIGN.md 2-3) ----
+  config.model = model = ml_collections.ConfigDict()
+  # ImageNet statistics; the model normalises [0, 1] inputs with them.
+  model.pixel_mean = (0.485, 0.456, 0.406)
+  model.pixel_std = (0.229, 0.224, 0.225)
+  model.encoder = dict(
+      name="convnext",
+      stem_widths=(48, 48),          # levels 1 (H/2) and 2 (H/4)
+      depths=(3, 3, 9, 3),
+      widths=(96, 192, 384, 768),    # levels 3..6 (H/8 .. H/64)
+      kernel_size=7,
+      mlp_ratio=4,
+      layer_scale_init=1e-6,
+      drop_path_rate=0.1,            # ConvNeXt-T's ImageNet value (our choice)
+      norm_eps=1e-6,
+  )
+  model.flow_head = dict(
+      levels=(6, 5, 4, 3, 2),
+      corr_radius=4,
+      estimator_widths=(128, 128, 96, 64, 32),
+      context_widths=(128, 128, 128, 96, 64, 32),
+      context_dilations=(1, 2, 4, 8, 16, 1),
+      negative_slope=0.1,
+      flow_clip=128.0,
+      layer_norm=True,
+      norm_eps=1e-5,
+  )
+  model.expander = dict(widths=(8192, 8192, 8192), bn_momentum=0.9, bn_eps=1e-5)
+
+  # ---- objective (DESIGN.md 4) ----
+  config.loss = loss = ml_collections.ConfigDict()
+  loss.flow_weight = 1.0
+  loss.content_weight = 0.1          # flow-vs-content balance (paper Fig. 5)
+  loss.reg = dict(weight=1.0, norm="l1")
+  loss.rec = dict(weight=1.0, l1=1.0, l2=0.0, ssim=1.0, census=0.0, census_patch=7)
+  loss.smooth = dict(weight=75.0, order=2, edge_weight=10.0)
+  loss.cycle = dict(weight=0.2)
+  loss.occlusion = dict(alpha1=0.01, alpha2=0.5)
+  loss.vc = dict(
+      weight=1.0,
+      level_weights=((0.01, 0.04), (0.01, 0.04), (0.01, 0.001), (0.01, 0.0), (0.001, 0.0), (0.0001, 0.0)),
+      pooled_weights=(0.01, 0.04),
+      eps=1e-4,
+  )
+  loss.vicreg = dict(sim_weight=25.0, std_weight=25.0, cov_weight=1.0, eps=1e-4)
+
+  # ---- training (DESIGN.md 5) ----
+  config.train = train = ml_collections.ConfigDict()
+  train.image_batch_size = 384
+  train.video_batch_size = 8
+  train.view_size = 224
+  train.flow_crop = (384, 512)       # H, W of flow training crops, multiples of 64 (our choice)
+  train.epochs = 100
+  train.steps_per_epoch = 3336       # ImageNet-1k images / 384
+  train.warmup_epochs = 10
+  train.flow_start_epoch = 10
+  train.vc_warmup_epochs = 1
+  train.encoder_lr = 3e-4
+  train.flow_head_lr = 1e-4
+  train.weight_decay = 0.05          # ConvNeXt/VICReg AdamW practice (our choice)
+  return config

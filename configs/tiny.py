@@ -1,0 +1,30 @@
+"""A CPU-sized MC-JEPA: the paper config with narrow widths and small images.
+
+Usage: --config configs/tiny.py   (tests and quick experiments)
+"""
+
+import os
+
+from mcjepa_jax.config_utils import load_module
+
+
+def get_config(arg=None):
+  del arg
+  paper = load_module(os.path.join(os.path.dirname(__file__), "mcjepa_convnext_t.py"))
+  config = paper.get_config()
+  enc = config.model.encoder
+  enc.stem_widths = (8, 8)
+  enc.depths = (1, 1, 1, 1)
+  enc.widths = (16, 24, 32, 48)
+  enc.drop_path_rate = 0.0
+  head = config.model.flow_head
+  head.corr_radius = 2
+  head.estimator_widths = (16, 16, 12, 8, 8)
+  head.context_widths = (16, 16, 16, 12, 8, 8)
+  config.model.expander.widths = (64, 64, 64)
+  train = config.train
+  train.image_batch_size = 8
+  train.video_batch_size = 2
+  train.view_size = 32
+  train.flow_crop = (64, 64)
+  return config

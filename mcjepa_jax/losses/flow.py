@@ -1,0 +1,135 @@
+"""Self-supervised flow losses, DESIGN.md section 4.
+
+Every function works on "stacked" batches: rows :B go from frame t to t+1 and
+rows B: from t+1 to t, so `swap_halves` turns a source into its target and a
+flow into the opposite-direction flow. Each loss is thereby applied to both
+directions at once.
+"""
+
+import jax.numpy as jnp
+
+from mcjepa_jax.models.mcjepa import swap_halves
+from mcjepa_jax.ops.image import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
+from mcjepa_jax.ops.occlusion import forward_backward_occlusion
+from mcjepa_jax.ops.warp import warp, warp_with_mask
+
+
+def visibility_mask(flow, alpha1, alpha2):
+  """Forward-backward visibility of each source pixel for stacked flows.
+
+  Args:
+    flow: [2B, H, W, 2] stacked flows (forward rows first).
+
+  Returns:
+    [2B, H, W, 1] mask, 1 = visible (stop-gradient).
+  """
+  return forward_backward_occlusion(flow, swap_halves(flow), alpha1, alpha2)
+
+
+def _distance(diff, norm):
+  if norm == "l1":
+    return jnp.abs(diff)
+  if norm == "l2":
+    return diff**2
+  raise ValueError(f"config.loss.reg.norm: unknown norm {norm!r} (known: 'l1', 'l2')")
+
+
+def feature_regression_loss(pyramid, flows, norm, alpha1, alpha2):
+  """L_reg = sum_l mean(O * |X_t^(l) - w(X_t+1^(l), f^(l))|).
+
+  Args:
+    pyramid: sequence of stacked [2B, H_l, W_l, C_l], level l at index l - 1.
+    flows: {level: stacked [2B, H_l, W_l, 2]}.
+    norm: "l1" (public reimplementation) or "l2" (paper).
+    alpha1, alpha2: occlusion check tolerances.
+
+  Returns:
+    scalar.
+  """
+  loss = 0.0
+  for level, flow in flows.items():
+    source = pyramid[level - 1]
+    warped, valid = warp_with_mask(swap_halves(source), flow)
+    mask = visibility_mask(flow, alpha1, alpha2) * valid
+    loss = loss + jnp.mean(mask * _distance(source - warped, norm))
+  return loss
+
+
+def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_weight, census_patch,
+                     alpha1, alpha2):
+  """L_rec = mean(O * d(I_t, w(I_t+1, f))), d = a*L1 + b*L2 + c*(1-SSIM)/2 [+ census].
+
+  Args:
+    images: stacked [2B, H, W, 3] frames in [0, 1] ([I_t; I_t+1]).
+    flow: stacked [2B, H, W, 2] full-resolution flows.
+    l1_weight, l2_weight, ssim_weight: mixing weights a, b, c.
+    census_weight: weight of the UFlow census term (0 disables it).
+    census_patch: census neighbourhood side.
+
+  Returns:
+    scalar.
+  """
+  warped, valid = warp_with_mask(swap_halves(images), flow)
+  mask = visibility_mask(flow, alpha1, alpha2) * valid
+  diff = images - warped
+  distance = 0.0
+  if l1_weight:
+    distance = distance + l1_weight * jnp.abs(diff)
+  if l2_weight:
+    distance = distance + l2_weight * diff**2
+  if ssim_weight:
+    distance = distance + ssim_weight * ssim_dissimilarity(images, warped)
+  loss = jnp.mean(mask * distance)
+  if census_weight:
+    hamming = soft_hamming(census_transform(images, census_patch),
+                           census_transform(warped, census_patch))
+    # UFlow's robust penalty (|x| + 0.01)^0.4 of the soft Hamming distance.
+    loss = loss + census_weight * jnp.mean(mask * (jnp.abs(hamming) + 0.01)**0.4)
+  return loss
+
+
+def smoothness_loss(flow, images, order, edge_weight):
+  """Edge-aware smoothness: exp(-edge_weight * |grad I|) * |grad^order f|.
+
+  Args:
+    flow: [N, H, W, 2].
+    images: [N, H, W, 3] images the flow is defined on, in [0, 1].
+    order: 1 (first differences) or 2 (second differences).
+    edge_weight: how fast image edges switch the penalty off.
+
+  Returns:
+    scalar, mean of the x and y parts.
+  """
+  if order not in (1, 2):
+    raise ValueError(f"config.loss.smooth.order must be 1 or 2, got {order!r}")
+  # Image gradients at stride `order` cover the same pixels as the flow derivative.
+  image_dx, image_dy = image_gradients(images, stride=order)
+  weight_x = jnp.exp(-edge_weight * jnp.mean(jnp.abs(image_dx), axis=-1, keepdims=True))
+  weight_y = jnp.exp(-edge_weight * jnp.mean(jnp.abs(image_dy), axis=-1, keepdims=True))
+  flow_dx, flow_dy = image_gradients(flow)
+  if order == 2:
+    flow_dx, _ = image_gradients(flow_dx)
+    _, flow_dy = image_gradients(flow_dy)
+  return (jnp.mean(weight_x * jnp.abs(flow_dx)) + jnp.mean(weight_y * jnp.abs(flow_dy))) / 2
+
+
+def cycle_loss(pyramid, flows):
+  """L_cycle = sum_l mean(|X_t - w(w(X_t, f_t+1->t), f_t->t+1)|^2).
+
+  Warping X_t by the backward flow approximates X_t+1; warping that back by
+  the forward flow must give X_t again.
+
+  Args:
+    pyramid: sequence of stacked [2B, H_l, W_l, C_l].
+    flows: {level: stacked [2B, H_l, W_l, 2]}.
+
+  Returns:
+    scalar.
+  """
+  loss = 0.0
+  for level, flow in flows.items():
+    source = pyramid[level - 1]
+    there = warp(source, swap_halves(flow))
+    back = warp(there, flow)
+    loss = loss + jnp.mean((source - back)**2)
+  return loss

@@ -1,0 +1,113 @@
+"""ConvNeXt encoder with a flow-friendly split stem, DESIGN.md section 2.
+
+The ConvNeXt patchify stem (4x4 stride 4) is split into two stride-2 convs so
+that the flow head gets features at H/2 and H/4. Output is the six-level
+pyramid (H/2 ... H/64) and the global average of the coarsest level.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# ConvNeXt's weight init: truncated normal, std 0.02, zero bias.
+_KERNEL_INIT = nn.initializers.truncated_normal(stddev=0.02)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops a residual branch per sample during training."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, train):
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng("drop_path"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, 0.0)
+
+
+class ConvNeXtBlock(nn.Module):
+  """7x7 depthwise conv, LayerNorm, 4x MLP with GELU, layer scale, drop path.
+
+  [B, H, W, C] -> [B, H, W, C].
+  """
+  width: int
+  kernel_size: int
+  mlp_ratio: int
+  layer_scale_init: float
+  drop_path_rate: float
+  norm_eps: float
+
+  @nn.compact
+  def __call__(self, x, train):
+    residual = x
+    x = nn.Conv(self.width, (self.kernel_size, self.kernel_size), padding="SAME",
+                feature_group_count=self.width, kernel_init=_KERNEL_INIT, name="dwconv")(x)
+    x = nn.LayerNorm(epsilon=self.norm_eps, name="norm")(x)
+    x = nn.Dense(self.mlp_ratio * self.width, kernel_init=_KERNEL_INIT, name="pwconv1")(x)
+    x = nn.gelu(x, approximate=False)
+    x = nn.Dense(self.width, kernel_init=_KERNEL_INIT, name="pwconv2")(x)
+    gamma = self.param("layer_scale", nn.initializers.constant(self.layer_scale_init), (self.width,))
+    x = x * gamma
+    return residual + DropPath(self.drop_path_rate, name="drop_path")(x, train)
+
+
+class ConvNeXtEncoder(nn.Module):
+  """ConvNeXt with the split stem of DESIGN.md 2.
+
+  Attributes:
+    stem_widths: channels of levels 1 and 2 (paper: 48, 48).
+    depths: blocks per stage (ConvNeXt-T: 3, 3, 9, 3).
+    widths: channels per stage = levels 3..6 (ConvNeXt-T: 96, 192, 384, 768).
+    kernel_size, mlp_ratio, layer_scale_init, drop_path_rate, norm_eps: block settings.
+  """
+  stem_widths: Sequence[int]
+  depths: Sequence[int]
+  widths: Sequence[int]
+  kernel_size: int
+  mlp_ratio: int
+  layer_scale_init: float
+  drop_path_rate: float
+  norm_eps: float
+
+  @nn.compact
+  def __call__(self, images, train=False):
+    """Encodes images.
+
+    Args:
+      images: [B, H, W, 3], H and W multiples of 64 for a full pyramid.
+      train: enables stochastic depth (needs the "drop_path" rng).
+
+    Returns:
+      (pyramid, pooled): pyramid is a tuple of six arrays, level l at
+      [B, H/2^l, W/2^l, C_l]; pooled is [B, widths[-1]], the global average of
+      level 6.
+    """
+    norm = lambda name: nn.LayerNorm(epsilon=self.norm_eps, name=name)
+    level1_width, level2_width = self.stem_widths
+    x = nn.Conv(level1_width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                kernel_init=_KERNEL_INIT, name="stem_conv1")(images)
+    x = norm("stem_norm1")(x)
+    pyramid = [x]
+    x = nn.Conv(level2_width, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                kernel_init=_KERNEL_INIT, name="stem_conv2")(x)
+    x = norm("stem_norm2")(x)
+    pyramid.append(x)
+
+    total_blocks = sum(self.depths)
+    block_index = 0
+    for stage, (depth, width) in enumerate(zip(self.depths, self.widths)):
+      x = norm(f"downsample{stage}_norm")(x)
+      x = nn.Conv(width, (2, 2), strides=(2, 2), padding="VALID", kernel_init=_KERNEL_INIT,
+                  name=f"downsample{stage}_conv")(x)
+      for i in range(depth):
+        # Linearly increasing drop rate over the network depth, as in ConvNeXt.
+        rate = self.drop_path_rate * block_index / max(total_blocks - 1, 1)
+        x = ConvNeXtBlock(width, self.kernel_size, self.mlp_ratio, self.layer_scale_init, rate,
+                          self.norm_eps, name=f"stage{stage}_block{i}")(x, train)
+        block_index += 1
+      pyramid.append(x)
+    pooled = jnp.mean(x, axis=(1, 2))
+    return tuple(pyramid), pooled

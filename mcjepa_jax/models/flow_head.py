@@ -1,0 +1,111 @@
+"""PWC-style coarse-to-fine flow head, DESIGN.md section 3.
+
+For each pyramid level l from coarsest to finest:
+  f_up = upsample(f^(l+1)) (zero at the coarsest level),
+  C = corr(X_t^(l), warp(X_t+1^(l), f_up), r),
+  f^(l) = clip(f_up + E_l([C, X_t^(l), f_up]), -clip, clip);
+then a dilated context network refines the finest flow and the result is
+upsampled to the input resolution.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mcjepa_jax.ops.correlation import correlation
+from mcjepa_jax.ops.warp import resize_flow, warp
+
+
+class ConvStack(nn.Module):
+  """3x3 convs with LayerNorm + LeakyReLU after each, then a 3x3 conv to 2 channels.
+
+  With `dense`, each conv's output is concatenated in front of its input (the
+  dense connections of PWC-Net's estimators).
+
+  Returns (prediction [B, H, W, 2], last features [B, H, W, C']).
+  """
+  widths: Sequence[int]
+  dilations: Sequence[int]
+  dense: bool
+  layer_norm: bool
+  negative_slope: float
+  norm_eps: float
+
+  @nn.compact
+  def __call__(self, x):
+    for i, (width, dilation) in enumerate(zip(self.widths, self.dilations)):
+      y = nn.Conv(width, (3, 3), kernel_dilation=(dilation, dilation), padding="SAME", name=f"conv{i}")(x)
+      # The paper reports that training collapses without these LayerNorms.
+      if self.layer_norm:
+        y = nn.LayerNorm(epsilon=self.norm_eps, name=f"norm{i}")(y)
+      y = nn.leaky_relu(y, self.negative_slope)
+      x = jnp.concatenate([y, x], axis=-1) if self.dense else y
+    prediction = nn.Conv(2, (3, 3), padding="SAME", name="predict")(x)
+    return prediction, x
+
+
+class PWCFlowHead(nn.Module):
+  """Estimates flow from two feature pyramids.
+
+  Attributes:
+    levels: pyramid levels to estimate at, coarse to fine (paper: 6, 5, 4, 3, 2).
+    corr_radius: correlation radius r, (2r+1)^2 cost channels.
+    estimator_widths: conv widths of each level's estimator (128, 128, 96, 64, 32).
+    context_widths, context_dilations: the dilated context network.
+    negative_slope: LeakyReLU slope (0.1).
+    flow_clip: flows are clipped to [-flow_clip, flow_clip] pixels at every level.
+    layer_norm: LayerNorm after every conv but the predicting one.
+  """
+  levels: Sequence[int]
+  corr_radius: int
+  estimator_widths: Sequence[int]
+  context_widths: Sequence[int]
+  context_dilations: Sequence[int]
+  negative_slope: float
+  flow_clip: float
+  layer_norm: bool
+  norm_eps: float
+
+  @nn.compact
+  def __call__(self, source_pyramid, target_pyramid, output_size):
+    """Flow from `source` images to `target` images.
+
+    Args:
+      source_pyramid: tuple of [B, H_l, W_l, C_l], level l at index l - 1.
+      target_pyramid: same shapes, features of the frame the flow points into.
+      output_size: (H, W) of the input images.
+
+    Returns:
+      dict with "levels": {l: [B, H_l, W_l, 2]} flow at each estimated level
+      (the finest after context refinement), and "full": [B, H, W, 2] flow at
+      the input resolution. Flows are in pixels of their own grid.
+    """
+    flow = None
+    level_flows = {}
+    features = None
+    for level in self.levels:
+      source = source_pyramid[level - 1]
+      target = target_pyramid[level - 1]
+      batch, height, width, _ = source.shape
+      if flow is None:
+        flow_up = jnp.zeros((batch, height, width, 2), source.dtype)
+        warped = target
+      else:
+        flow_up = resize_flow(flow, (height, width))
+        warped = warp(target, flow_up)
+      cost = correlation(source, warped, self.corr_radius)
+      estimator = ConvStack(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
+                            layer_norm=self.layer_norm, negative_slope=self.negative_slope,
+                            norm_eps=self.norm_eps, name=f"estimator{level}")
+      residual, features = estimator(jnp.concatenate([cost, source, flow_up], axis=-1))
+      flow = jnp.clip(flow_up + residual, -self.flow_clip, self.flow_clip)
+      level_flows[level] = flow
+
+    context = ConvStack(self.context_widths, self.context_dilations, dense=False,
+                        layer_norm=self.layer_norm, negative_slope=self.negative_slope,
+                        norm_eps=self.norm_eps, name="context")
+    refinement, _ = context(jnp.concatenate([features, flow], axis=-1))
+    flow = jnp.clip(flow + refinement, -self.flow_clip, self.flow_clip)
+    level_flows[self.levels[-1]] = flow
+    return {"levels": level_flows, "full": resize_flow(flow, tuple(output_size))}

@@ -1,0 +1,97 @@
+"""The MC-JEPA network: shared encoder, flow head and expander (DESIGN.md section 1)."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mcjepa_jax.models.convnext import ConvNeXtEncoder
+from mcjepa_jax.models.expander import Expander
+from mcjepa_jax.models.flow_head import PWCFlowHead
+
+
+def swap_halves(x):
+  """[2B, ...] -> [2B, ...] with the two halves exchanged (frame t <-> frame t+1)."""
+  half = x.shape[0] // 2
+  return jnp.concatenate([x[half:], x[:half]], axis=0)
+
+
+class MCJEPA(nn.Module):
+  """Encoder + PWC flow head + VICReg expander.
+
+  Images enter in [0, 1]; the model normalises them with `pixel_mean/std`.
+  Forward and backward flows come from one batched call of the flow head: the
+  frames are stacked [I_t; I_t+1] as sources and [I_t+1; I_t] as targets, so
+  every output of `video` has batch 2B with the forward direction first.
+  """
+  encoder: nn.Module
+  flow_head: nn.Module
+  expander: nn.Module
+  pixel_mean: tuple
+  pixel_std: tuple
+
+  def _normalise(self, images):
+    mean = jnp.asarray(self.pixel_mean, images.dtype)
+    std = jnp.asarray(self.pixel_std, images.dtype)
+    return (images - mean) / std
+
+  def video(self, frames1, frames2, train=False):
+    """Flow in both directions for a batch of frame pairs.
+
+    Args:
+      frames1: [B, H, W, 3] frames t in [0, 1].
+      frames2: [B, H, W, 3] frames t+1.
+      train: stochastic depth on.
+
+    Returns:
+      dict: "pyramid" (six [2B, H_l, W_l, C_l], frames t then t+1), "pooled"
+      [2B, D], "flows" {level: [2B, H_l, W_l, 2]} and "flow" [2B, H, W, 2]:
+      rows :B are f_t->t+1, rows B: are f_t+1->t.
+    """
+    if frames1.shape != frames2.shape:
+      raise ValueError(f"frame pairs must have equal shapes, got {frames1.shape} and {frames2.shape}")
+    frames = jnp.concatenate([frames1, frames2], axis=0)
+    pyramid, pooled = self.encoder(self._normalise(frames), train=train)
+    targets = tuple(swap_halves(level) for level in pyramid)
+    flows = self.flow_head(pyramid, targets, frames.shape[1:3])
+    return {"pyramid": pyramid, "pooled": pooled, "flows": flows["levels"], "flow": flows["full"]}
+
+  def content(self, views1, views2, train=False):
+    """VICReg embeddings of two views.
+
+    Args:
+      views1, views2: [N, h, w, 3] two augmentations of the same N images.
+
+    Returns:
+      dict: "pooled" [2N, D] encoder representations (views1 first) and
+      "embeddings" (z1, z2), each [N, D_expander]. The expander runs on each
+      view separately, as in VICReg, so BatchNorm statistics are per view.
+    """
+    views = jnp.concatenate([views1, views2], axis=0)
+    _, pooled = self.encoder(self._normalise(views), train=train)
+    half = views1.shape[0]
+    z1 = self.expander(pooled[:half], train=train)
+    z2 = self.expander(pooled[half:], train=train)
+    return {"pooled": pooled, "embeddings": (z1, z2)}
+
+  def __call__(self, frames1, frames2, views1, views2, train=False):
+    return {"video": self.video(frames1, frames2, train), "content": self.content(views1, views2, train)}
+
+
+def build_model(config):
+  """MCJEPA from `config.model` (an ml_collections ConfigDict of configs/*.py)."""
+  enc = config.encoder
+  if enc.name != "convnext":
+    raise ValueError(f"config.model.encoder.name: unknown encoder {enc.name!r} (known: 'convnext')")
+  encoder = ConvNeXtEncoder(
+      stem_widths=tuple(enc.stem_widths), depths=tuple(enc.depths), widths=tuple(enc.widths),
+      kernel_size=enc.kernel_size, mlp_ratio=enc.mlp_ratio, layer_scale_init=enc.layer_scale_init,
+      drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps)
+  head = config.flow_head
+  flow_head = PWCFlowHead(
+      levels=tuple(head.levels), corr_radius=head.corr_radius,
+      estimator_widths=tuple(head.estimator_widths), context_widths=tuple(head.context_widths),
+      context_dilations=tuple(head.context_dilations), negative_slope=head.negative_slope,
+      flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps)
+  exp = config.expander
+  expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps)
+  return MCJEPA(encoder=encoder, flow_head=flow_head, expander=expander,
+                pixel_mean=tuple(config.pixel_mean), pixel_std=tuple(config.pixel_std))

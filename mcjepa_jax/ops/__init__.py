@@ -1,0 +1,19 @@
+"""Array operations of the flow branch: correlation, warping, image measures."""
+
+from mcjepa_jax.ops.correlation import correlation
+from mcjepa_jax.ops.image import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
+from mcjepa_jax.ops.occlusion import forward_backward_occlusion
+from mcjepa_jax.ops.warp import resize_flow, upsample_flow, warp, warp_with_mask
+
+__all__ = [
+    "census_transform",
+    "correlation",
+    "forward_backward_occlusion",
+    "image_gradients",
+    "resize_flow",
+    "soft_hamming",
+    "ssim_dissimilarity",
+    "upsample_flow",
+    "warp",
+    "warp_with_mask",
+]

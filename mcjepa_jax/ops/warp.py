@@ -1,0 +1,108 @@
+"""Backward bilinear warping and flow resizing, DESIGN.md section 3.
+
+Flow is in pixels, channel order (u, v) = (dx, dy), pixel centres at integer
+coordinates. `warp` samples exactly like PyTorch's
+`grid_sample(align_corners=True, padding_mode="zeros")` once the sampling grid
+is normalised by (W-1), (H-1).
+"""
+
+import jax
+import jax.numpy as jnp
+
+# A pixel counts as validly warped when at least this fraction of its bilinear
+# weight falls inside the source image (DESIGN.md 3: warped ones > 0.999).
+_VALID_FRACTION = 0.999
+
+
+def _bilinear_corners(flow):
+  """Corner indices and weights of bilinear sampling at (x + u, y + v).
+
+  Args:
+    flow: [B, H, W, 2] flow in pixels.
+
+  Returns:
+    A list of four (row, col, weight, inside) tuples, each [B, H, W]; row/col
+    are int32 and clipped into the image, `inside` is 1.0 where the unclipped
+    corner lies in the image.
+  """
+  _, height, width, _ = flow.shape
+  sample_x = jnp.arange(width, dtype=flow.dtype)[None, None, :] + flow[..., 0]
+  sample_y = jnp.arange(height, dtype=flow.dtype)[None, :, None] + flow[..., 1]
+  x0 = jnp.floor(sample_x)
+  y0 = jnp.floor(sample_y)
+  # floor() has zero gradient, so d(weight)/d(flow) comes from these two only.
+  frac_x = sample_x - x0
+  frac_y = sample_y - y0
+  corners = []
+  for off_y, weight_y in ((0, 1.0 - frac_y), (1, frac_y)):
+    for off_x, weight_x in ((0, 1.0 - frac_x), (1, frac_x)):
+      col = x0 + off_x
+      row = y0 + off_y
+      inside = ((col >= 0) & (col <= width - 1) & (row >= 0) & (row <= height - 1))
+      corners.append((
+          jnp.clip(row, 0, height - 1).astype(jnp.int32),
+          jnp.clip(col, 0, width - 1).astype(jnp.int32),
+          weight_x * weight_y,
+          inside.astype(flow.dtype),
+      ))
+  return corners
+
+
+def warp_with_mask(x, flow):
+  """Backward-warps `x` by `flow` and reports where the warp is valid.
+
+  `out[n, y, x] = bilinear sample of x[n] at (x + u, y + v)`, zero outside.
+
+  Args:
+    x: [B, H, W, C] features or image to sample from.
+    flow: [B, H, W, 2] flow (u, v) in pixels, defined on the output grid.
+
+  Returns:
+    (warped [B, H, W, C], valid [B, H, W, 1]) where `valid` is 1.0 where the
+    warp of an all-ones image exceeds 0.999 and 0.0 elsewhere.
+  """
+  if x.shape[:3] != flow.shape[:3] or flow.shape[-1] != 2:
+    raise ValueError(f"warp needs x [B,H,W,C] and flow [B,H,W,2] on the same grid, "
+                     f"got {x.shape} and {flow.shape}")
+  batch, height, width, channels = x.shape
+  flat = x.reshape(batch, height * width, channels)
+  warped = jnp.zeros_like(x)
+  coverage = jnp.zeros(flow.shape[:3], flow.dtype)
+  for row, col, weight, inside in _bilinear_corners(flow):
+    index = (row * width + col).reshape(batch, height * width, 1)
+    values = jnp.take_along_axis(flat, index, axis=1).reshape(x.shape)
+    weight = weight * inside
+    warped = warped + values * weight[..., None].astype(x.dtype)
+    coverage = coverage + weight
+  valid = jax.lax.stop_gradient((coverage > _VALID_FRACTION).astype(x.dtype))
+  return warped, valid[..., None]
+
+
+def warp(x, flow):
+  """`warp_with_mask(x, flow)[0]`: backward bilinear warp, zero outside."""
+  return warp_with_mask(x, flow)[0]
+
+
+def resize_flow(flow, size):
+  """Bilinearly resizes a flow field and rescales its values to the new grid.
+
+  Args:
+    flow: [B, h, w, 2] flow in pixels of the h x w grid.
+    size: (H, W) target size.
+
+  Returns:
+    [B, H, W, 2] flow in pixels of the H x W grid (u scaled by W/w, v by H/h).
+  """
+  batch, height, width, _ = flow.shape
+  new_height, new_width = size
+  if (new_height, new_width) == (height, width):
+    return flow
+  resized = jax.image.resize(flow, (batch, new_height, new_width, 2), method="bilinear")
+  scale = jnp.asarray([new_width / width, new_height / height], flow.dtype)
+  return resized * scale
+
+
+def upsample_flow(flow, factor):
+  """`factor * resize_bilinear(flow, x factor)`: [B, h, w, 2] -> [B, h*f, w*f, 2]."""
+  _, height, width, _ = flow.shape
+  return resize_flow(flow, (height * factor, width * factor))

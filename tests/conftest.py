@@ -1,0 +1,35 @@
+"""Shared test setup: CPU-only JAX, repository paths and the shared sample data."""
+
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+  return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+  if not SHARED_DATA.is_dir():
+    pytest.skip(f"shared sample data not found at {SHARED_DATA}")
+  return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+  from mcjepa_jax.config_utils import load_config
+  return load_config(str(REPO / "configs" / "tiny.py"))
+
+
+@pytest.fixture(scope="session")
+def paper_config():
+  from mcjepa_jax.config_utils import load_config
+  return load_config(str(REPO / "configs" / "mcjepa_convnext_t.py"))

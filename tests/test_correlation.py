@@ -1,0 +1,53 @@
+"""Correlation volume against a brute-force loop (DESIGN.md 3)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import test_util as jtu
+
+from mcjepa_jax.ops import correlation
+
+
+def brute_force_correlation(a, b, radius):
+  batch, height, width, channels = a.shape
+  side = 2 * radius + 1
+  out = np.zeros((batch, height, width, side * side), np.float64)
+  for n in range(batch):
+    for y in range(height):
+      for x in range(width):
+        k = 0
+        for dy in range(-radius, radius + 1):
+          for dx in range(-radius, radius + 1):
+            yy, xx = y + dy, x + dx
+            if 0 <= yy < height and 0 <= xx < width:
+              out[n, y, x, k] = np.dot(a[n, y, x], b[n, yy, xx]) / channels
+            k += 1
+  return out
+
+
+@pytest.mark.parametrize("shape,radius", [((2, 7, 9, 5), 2), ((1, 5, 4, 3), 4), ((1, 1, 3, 2), 1)])
+def test_matches_brute_force_including_borders(shape, radius):
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=shape).astype(np.float32)
+  b = rng.normal(size=shape).astype(np.float32)
+  got = np.asarray(correlation(jnp.asarray(a), jnp.asarray(b), radius))
+  assert got.shape == shape[:3] + ((2 * radius + 1)**2,)
+  np.testing.assert_allclose(got, brute_force_correlation(a, b, radius), rtol=1e-5, atol=1e-5)
+
+
+def test_centre_channel_is_mean_of_product():
+  rng = np.random.default_rng(1)
+  a = rng.normal(size=(1, 4, 4, 6)).astype(np.float32)
+  got = np.asarray(correlation(jnp.asarray(a), jnp.asarray(a), 3))
+  np.testing.assert_allclose(got[..., 24], np.mean(a * a, axis=-1), rtol=1e-6)
+
+
+def test_gradient_matches_finite_differences():
+  rng = np.random.default_rng(2)
+  with jax.enable_x64(True):
+    a = jnp.asarray(rng.normal(size=(1, 5, 6, 3)))
+    b = jnp.asarray(rng.normal(size=(1, 5, 6, 3)))
+    weights = jnp.asarray(rng.normal(size=(1, 5, 6, 25)))
+    loss = lambda a, b: jnp.sum(correlation(a, b, 2) * weights)
+    jtu.check_grads(loss, (a, b), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
