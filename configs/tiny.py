@@ -18,6 +18,8 @@ def get_config(arg=None):
   enc.widths = (16, 24, 32, 48)
   enc.drop_path_rate = 0.0
   head = config.model.flow_head
+  # At 64 px, levels 5 and 6 would be 2x2 and 1x1: start at level 4.
+  head.levels = (4, 3, 2)
   head.corr_radius = 2
   head.estimator_widths = (16, 16, 12, 8, 8)
   head.context_widths = (16, 16, 16, 12, 8, 8)
@@ -25,6 +27,6 @@ def get_config(arg=None):
   train = config.train
   train.image_batch_size = 8
   train.video_batch_size = 2
-  train.view_size = 32
+  train.view_size = 64
   train.flow_crop = (64, 64)
   return config

@@ -11,19 +11,25 @@ import jax.numpy as jnp
 from mcjepa_jax.models.mcjepa import swap_halves
 from mcjepa_jax.ops.image import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
-from mcjepa_jax.ops.warp import warp, warp_with_mask
+from mcjepa_jax.ops.warp import warp
 
 
-def visibility_mask(flow, alpha1, alpha2):
+def visibility_mask(flow, alpha1, alpha2, strength=1.0):
   """Forward-backward visibility of each source pixel for stacked flows.
 
   Args:
     flow: [2B, H, W, 2] stacked flows (forward rows first).
+    alpha1, alpha2: occlusion check tolerances.
+    strength: 0 treats every pixel as visible, 1 applies the check fully.
+      Masking from the first step lets an untrained head push all flow off
+      the image, mark everything occluded and zero the loss (UFlow and ARFlow
+      also switch occlusion masking on late), so training ramps this.
 
   Returns:
     [2B, H, W, 1] mask, 1 = visible (stop-gradient).
   """
-  return forward_backward_occlusion(flow, swap_halves(flow), alpha1, alpha2)
+  visible = forward_backward_occlusion(flow, swap_halves(flow), alpha1, alpha2)
+  return 1.0 - strength * (1.0 - visible)
 
 
 def _distance(diff, norm):
@@ -34,7 +40,7 @@ def _distance(diff, norm):
   raise ValueError(f"config.loss.reg.norm: unknown norm {norm!r} (known: 'l1', 'l2')")
 
 
-def feature_regression_loss(pyramid, flows, norm, alpha1, alpha2):
+def feature_regression_loss(pyramid, flows, norm, alpha1, alpha2, occlusion_strength=1.0):
   """L_reg = sum_l mean(O * |X_t^(l) - w(X_t+1^(l), f^(l))|).
 
   Args:
@@ -42,6 +48,7 @@ def feature_regression_loss(pyramid, flows, norm, alpha1, alpha2):
     flows: {level: stacked [2B, H_l, W_l, 2]}.
     norm: "l1" (public reimplementation) or "l2" (paper).
     alpha1, alpha2: occlusion check tolerances.
+    occlusion_strength: see `visibility_mask`.
 
   Returns:
     scalar.
@@ -49,14 +56,14 @@ def feature_regression_loss(pyramid, flows, norm, alpha1, alpha2):
   loss = 0.0
   for level, flow in flows.items():
     source = pyramid[level - 1]
-    warped, valid = warp_with_mask(swap_halves(source), flow)
-    mask = visibility_mask(flow, alpha1, alpha2) * valid
+    warped = warp(swap_halves(source), flow)
+    mask = visibility_mask(flow, alpha1, alpha2, occlusion_strength)
     loss = loss + jnp.mean(mask * _distance(source - warped, norm))
   return loss
 
 
 def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_weight, census_patch,
-                     alpha1, alpha2):
+                     alpha1, alpha2, occlusion_strength=1.0):
   """L_rec = mean(O * d(I_t, w(I_t+1, f))), d = a*L1 + b*L2 + c*(1-SSIM)/2 [+ census].
 
   Args:
@@ -65,12 +72,13 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
     l1_weight, l2_weight, ssim_weight: mixing weights a, b, c.
     census_weight: weight of the UFlow census term (0 disables it).
     census_patch: census neighbourhood side.
+    alpha1, alpha2, occlusion_strength: see `visibility_mask`.
 
   Returns:
     scalar.
   """
-  warped, valid = warp_with_mask(swap_halves(images), flow)
-  mask = visibility_mask(flow, alpha1, alpha2) * valid
+  warped = warp(swap_halves(images), flow)
+  mask = visibility_mask(flow, alpha1, alpha2, occlusion_strength)
   diff = images - warped
   distance = 0.0
   if l1_weight:

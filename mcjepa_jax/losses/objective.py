@@ -7,7 +7,7 @@ from mcjepa_jax.losses.vc import pyramid_vc_loss
 from mcjepa_jax.losses.vicreg import vicreg_loss
 
 
-def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0):
+def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0, occlusion_strength=1.0):
   """L_flow = reg + rec + smooth + cycle + vc, each with its weight from `cfg`.
 
   Args:
@@ -15,6 +15,7 @@ def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0):
     frames1, frames2: [B, H, W, 3] the frames in [0, 1].
     cfg: `config.loss`.
     vc_scale: warm-up factor in [0, 1] multiplying the VC weight.
+    occlusion_strength: how fully occlusion masks apply (0 before they switch on).
 
   Returns:
     (L_flow, terms) with every unweighted term.
@@ -22,9 +23,10 @@ def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0):
   images = jnp.concatenate([frames1, frames2], axis=0)
   occ = cfg.occlusion
   terms = {
-      "reg": feature_regression_loss(video["pyramid"], video["flows"], cfg.reg.norm, occ.alpha1, occ.alpha2),
+      "reg": feature_regression_loss(video["pyramid"], video["flows"], cfg.reg.norm, occ.alpha1, occ.alpha2,
+                                     occlusion_strength),
       "rec": photometric_loss(images, video["flow"], cfg.rec.l1, cfg.rec.l2, cfg.rec.ssim, cfg.rec.census,
-                              cfg.rec.census_patch, occ.alpha1, occ.alpha2),
+                              cfg.rec.census_patch, occ.alpha1, occ.alpha2, occlusion_strength),
       "smooth": smoothness_loss(video["flow"], images, cfg.smooth.order, cfg.smooth.edge_weight),
       "cycle": cycle_loss(video["pyramid"], video["flows"]),
       "vc": pyramid_vc_loss(video["pyramid"], video["pooled"], cfg.vc.level_weights, cfg.vc.pooled_weights,
@@ -42,7 +44,7 @@ def content_loss(content, cfg):
   return vicreg_loss(z1, z2, v.sim_weight, v.std_weight, v.cov_weight, v.eps)
 
 
-def mcjepa_loss(outputs, batch, cfg, flow_scale=1.0, vc_scale=1.0):
+def mcjepa_loss(outputs, batch, cfg, flow_scale=1.0, vc_scale=1.0, occlusion_strength=1.0):
   """Total loss and every term for logging.
 
   Args:
@@ -51,11 +53,13 @@ def mcjepa_loss(outputs, batch, cfg, flow_scale=1.0, vc_scale=1.0):
     cfg: `config.loss`.
     flow_scale: 0 before the flow loss switches on, 1 after (a traced value: no recompile).
     vc_scale: VC warm-up factor.
+    occlusion_strength: 0 before occlusion masking switches on, 1 after.
 
   Returns:
     (total, terms): terms has "flow/<name>", "content/<name>", "flow", "content", "total".
   """
-  l_flow, flow_terms = flow_loss(outputs["video"], batch["frames1"], batch["frames2"], cfg, vc_scale)
+  l_flow, flow_terms = flow_loss(outputs["video"], batch["frames1"], batch["frames2"], cfg, vc_scale,
+                                 occlusion_strength)
   l_content, content_terms = content_loss(outputs["content"], cfg)
   total = cfg.flow_weight * flow_scale * l_flow + cfg.content_weight * l_content
   terms = {f"flow/{k}": v for k, v in flow_terms.items()}

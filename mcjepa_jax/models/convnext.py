@@ -72,6 +72,11 @@ class ConvNeXtEncoder(nn.Module):
   drop_path_rate: float
   norm_eps: float
 
+  @property
+  def total_stride(self):
+    """Downsampling of the coarsest level: 2 stem convs + one per stage, each stride 2."""
+    return 2**(2 + len(self.depths))
+
   @nn.compact
   def __call__(self, images, train=False):
     """Encodes images.

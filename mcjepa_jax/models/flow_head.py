@@ -41,7 +41,9 @@ class ConvStack(nn.Module):
         y = nn.LayerNorm(epsilon=self.norm_eps, name=f"norm{i}")(y)
       y = nn.leaky_relu(y, self.negative_slope)
       x = jnp.concatenate([y, x], axis=-1) if self.dense else y
-    prediction = nn.Conv(2, (3, 3), padding="SAME", name="predict")(x)
+    # Zero-initialised so that an untrained head predicts zero residual flow
+    # (the identity warp) instead of random flows of several pixels.
+    prediction = nn.Conv(2, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, name="predict")(x)
     return prediction, x
 
 

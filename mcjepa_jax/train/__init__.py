@@ -1,0 +1,1 @@
+"""Training: optimizer, train state and step, input pipeline glue, the train loop."""

@@ -1,0 +1,85 @@
+"""Train state and the MC-JEPA update step (DESIGN.md 1, 5).
+
+`train_step` is a pure function of (state, batch); `make_train_step` closes
+it over the model, optimizer and config so it can be wrapped in `jax.jit`
+with shardings and donation by the caller.
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from mcjepa_jax.losses.objective import mcjepa_loss
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs besides the data iterator.
+
+  step: int32 scalar; params, batch_stats: model variables; opt_state: optax
+  state; rng: PRNG key from which each step's randomness is folded.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def create_train_state(variables, optimizer, rng):
+  """TrainState at step 0 from model variables."""
+  params = variables["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
+                    opt_state=optimizer.init(params), rng=rng)
+
+
+def loss_schedules(step, train_cfg):
+  """Loss switches at `step` (traced: changing them never recompiles).
+
+  Returns (flow_scale, vc_scale, occlusion_strength): the flow loss is off
+  before `flow_start_steps`; the VC weight then ramps up linearly over
+  `vc_warmup_steps`; occlusion masks apply from `occlusion_start_steps`.
+  """
+  step = step.astype(jnp.float32)
+  flow_scale = (step >= train_cfg.flow_start_steps).astype(jnp.float32)
+  ramp = (step - train_cfg.flow_start_steps + 1) / max(train_cfg.vc_warmup_steps, 1)
+  vc_scale = jnp.clip(ramp, 0.0, 1.0)
+  occlusion_strength = (step >= train_cfg.occlusion_start_steps).astype(jnp.float32)
+  return flow_scale, vc_scale, occlusion_strength
+
+
+def make_train_step(model, optimizer, config):
+  """Returns train_step(state, batch) -> (state, metrics).
+
+  batch: dict with "frames1", "frames2" [B, H, W, 3] and "views1", "views2"
+  [N, h, w, 3], all in [0, 1].
+  """
+
+  def loss_fn(params, batch_stats, batch, rng, schedules):
+    outputs, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, batch["frames1"], batch["frames2"],
+        batch["views1"], batch["views2"], train=True, rngs={"drop_path": rng}, mutable=["batch_stats"])
+    total, terms = mcjepa_loss(outputs, batch, config.loss, *schedules)
+    return total, (terms, updates["batch_stats"], outputs["content"]["embeddings"])
+
+  def train_step(state, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    schedules = loss_schedules(state.step, config.train)
+    grads, (terms, batch_stats, (z1, _)) = jax.grad(loss_fn, has_aux=True)(
+        state.params, state.batch_stats, batch, rng, schedules)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
+    metrics = dict(terms)
+    metrics["grad_norm"] = _global_norm(grads)
+    metrics["embedding_std"] = jnp.mean(jnp.std(z1, axis=0))
+    metrics["flow_scale"], metrics["vc_scale"], metrics["occlusion_strength"] = schedules
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def _global_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(x.astype(jnp.float32)**2) for x in jax.tree_util.tree_leaves(tree)))

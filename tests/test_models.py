@@ -1,0 +1,86 @@
+"""Model structure: pyramid shapes, the exact ConvNeXt-T parameter count, flow head outputs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mcjepa_jax.models import build_model
+from mcjepa_jax.models.params import abstract_variables, count_params, init_variables
+
+
+def conv(kh, kw, cin, cout):
+  return kh * kw * cin * cout + cout
+
+
+def layer_norm(c):
+  return 2 * c
+
+
+def convnext_block(c):
+  depthwise = 7 * 7 * c + c
+  mlp = (c * 4 * c + 4 * c) + (4 * c * c + c)
+  return depthwise + layer_norm(c) + mlp + c  # + layer scale
+
+
+def convnext_stages(widths=(96, 192, 384, 768), depths=(3, 3, 9, 3), stem_out=96):
+  total, previous = 0, stem_out
+  for i, (w, d) in enumerate(zip(widths, depths)):
+    if i > 0:  # downsampling layer between stages: LayerNorm + 2x2 conv
+      total += layer_norm(previous) + conv(2, 2, previous, w)
+    total += d * convnext_block(w)
+    previous = w
+  return total
+
+
+def test_layer_formulas_reproduce_convnext_t_backbone():
+  standard_stem = conv(4, 4, 3, 96) + layer_norm(96)
+  assert standard_stem + convnext_stages() == 27_818_592
+
+
+def test_paper_encoder_parameter_count(paper_config):
+  split_stem = (conv(4, 4, 3, 48) + layer_norm(48) + conv(3, 3, 48, 48) + layer_norm(48)
+                + layer_norm(48) + conv(2, 2, 48, 96))
+  expected = split_stem + convnext_stages()
+  assert expected == 27_855_648
+  variables = abstract_variables(build_model(paper_config.model), (1, 64, 64, 3), (2, 64, 64, 3))
+  params = variables["params"]
+  assert count_params(params["encoder"]) == expected
+
+
+def test_paper_expander_parameter_count(paper_config):
+  variables = abstract_variables(build_model(paper_config.model), (1, 64, 64, 3), (2, 64, 64, 3))
+  d = 8192
+  expected = (768 * d + d + 2 * d) + (d * d + d + 2 * d) + d * d
+  assert count_params(variables["params"]["expander"]) == expected
+  assert count_params(variables["batch_stats"]) == 4 * d
+
+
+def test_paper_pyramid_shapes(paper_config):
+  model = build_model(paper_config.model)
+  variables = abstract_variables(model, (1, 128, 192, 3), (2, 64, 64, 3))
+  frames = jax.ShapeDtypeStruct((1, 128, 192, 3), jnp.float32)
+  out = jax.eval_shape(lambda v, f: model.apply(v, f, f, method=model.video), variables, frames)
+  shapes = [x.shape for x in out["pyramid"]]
+  channels = (48, 48, 96, 192, 384, 768)
+  assert shapes == [(2, 128 // 2**l, 192 // 2**l, c) for l, c in zip(range(1, 7), channels)]
+  assert out["pooled"].shape == (2, 768)
+  assert out["flow"].shape == (2, 128, 192, 2)
+  assert {l: f.shape for l, f in out["flows"].items()} == {l: (2, 128 // 2**l, 192 // 2**l, 2) for l in (6, 5, 4, 3, 2)}
+
+
+def test_flow_head_on_identical_images_gives_finite_full_size_flow(tiny_config):
+  model = build_model(tiny_config.model)
+  image = jnp.asarray(np.random.default_rng(0).uniform(size=(1, 64, 64, 3)).astype(np.float32))
+  views = jnp.asarray(np.random.default_rng(1).uniform(size=(4, 64, 64, 3)).astype(np.float32))
+  variables = init_variables(model, jax.random.key(0), image, image, views, views)
+  noise = np.random.default_rng(2)
+  variables = jax.tree_util.tree_map(lambda p: p + 0.05 * noise.normal(size=p.shape).astype(np.float32), variables)
+  out = jax.jit(lambda v, x: model.apply(v, x, x, method=model.video))(variables, image)
+  assert out["flow"].shape == (2, 64, 64, 2)
+  assert np.all(np.isfinite(np.asarray(out["flow"])))
+  # Same frames both ways: forward and backward flows coincide.
+  np.testing.assert_allclose(np.asarray(out["flow"][:1]), np.asarray(out["flow"][1:]), rtol=1e-4, atol=1e-4)
+  assert np.abs(np.asarray(out["flow"])).max() > 0  # perturbed weights: a non-trivial flow
+  content = jax.jit(lambda v, x: model.apply(v, x, x, method=model.content))(variables, views)
+  z1, z2 = content["embeddings"]
+  assert z1.shape == (4, 64) and np.all(np.isfinite(np.asarray(z1)))
