@@ -1,0 +1,93 @@
+"""Flow loss terms on hand-built cases (DESIGN.md 4)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mcjepa_jax.losses import cycle_loss, feature_regression_loss, photometric_loss, smoothness_loss
+
+
+def shifted_pair(shift_x, size=16, channels=3, seed=0):
+  """Frame 2 is frame 1 moved `shift_x` pixels right; returns stacked images and exact stacked flows.
+
+  frame1[x] = base[x + s] and frame2[x] = base[x], so frame1[x] = frame2[x + s]: the
+  backward warp of frame 2 needs u = +s.
+  """
+  base = np.random.default_rng(seed).uniform(size=(1, size, size + shift_x, channels)).astype(np.float32)
+  frame1 = base[:, :, shift_x:]
+  frame2 = base[:, :, :size]
+  images = np.concatenate([frame1, frame2])
+  flow = np.zeros((2, size, size, 2), np.float32)
+  flow[0, ..., 0] = shift_x
+  flow[1, ..., 0] = -shift_x
+  return jnp.asarray(images), jnp.asarray(flow)
+
+
+def test_true_flow_beats_zero_flow_photometrically():
+  images, flow = shifted_pair(2)
+  args = (1.0, 0.0, 1.0, 0.0, 7, 0.01, 0.5)
+  right = float(photometric_loss(images, flow, *args, occlusion_strength=0.0))
+  wrong = float(photometric_loss(images, jnp.zeros_like(flow), *args, occlusion_strength=0.0))
+  assert right < 0.2 * wrong
+  # Only the 2-pixel strip that leaves the image is wrong; occlusion masking removes it
+  # (exactly for L1; SSIM windows next to the strip still see it).
+  l1_only = (1.0, 0.0, 0.0, 0.0, 7, 0.01, 0.5)
+  assert float(photometric_loss(images, flow, *l1_only, occlusion_strength=1.0)) < 1e-6
+  assert float(photometric_loss(images, flow, *l1_only, occlusion_strength=0.0)) > 1e-2
+  assert float(photometric_loss(images, flow, *args, occlusion_strength=1.0)) < 0.5 * right
+
+
+def test_identical_frames_zero_flow_give_zero_losses():
+  images = jnp.asarray(np.random.default_rng(1).uniform(size=(4, 8, 8, 3)).astype(np.float32))
+  images = jnp.concatenate([images[:2], images[:2]])
+  zero = jnp.zeros((4, 8, 8, 2))
+  assert float(photometric_loss(images, zero, 1.0, 1.0, 1.0, 0.0, 3, 0.01, 0.5)) < 1e-6
+  # Census adds UFlow's robust penalty (|d| + 0.01)^0.4, which is 0.01^0.4 at d = 0.
+  census_only = float(photometric_loss(images, zero, 0.0, 0.0, 0.0, 1.0, 3, 0.01, 0.5))
+  assert census_only == pytest.approx(0.01**0.4, rel=1e-5)
+  pyramid = [images, images]
+  flows = {1: zero, 2: zero}
+  assert float(feature_regression_loss(pyramid, flows, "l1", 0.01, 0.5)) == 0.0
+  assert float(cycle_loss(pyramid, flows)) == 0.0
+
+
+def test_feature_regression_l1_and_l2_by_hand():
+  a = np.zeros((2, 4, 4, 1), np.float32)
+  a[1] = 0.5  # frame t+1 features differ from frame t by 0.5 everywhere
+  flows = {1: jnp.zeros((2, 4, 4, 2))}
+  l1 = float(feature_regression_loss([jnp.asarray(a)], flows, "l1", 0.01, 0.5))
+  l2 = float(feature_regression_loss([jnp.asarray(a)], flows, "l2", 0.01, 0.5))
+  assert l1 == pytest.approx(0.5) and l2 == pytest.approx(0.25)
+  with pytest.raises(ValueError, match="config.loss.reg.norm"):
+    feature_regression_loss([jnp.asarray(a)], flows, "l3", 0.01, 0.5)
+
+
+def test_cycle_loss_counts_content_lost_off_the_image():
+  features = np.ones((2, 4, 6, 1), np.float32)
+  flow = np.zeros((2, 4, 6, 2), np.float32)
+  flow[..., 0] = 1.0  # sampling one pixel to the right loses the last column in each warp
+  got = float(cycle_loss([jnp.asarray(features)], {1: jnp.asarray(flow)}))
+  # After two warps by +1 column, the last two columns read zero: 2 of 6 columns wrong by 1.
+  assert got == pytest.approx(2 / 6)
+
+
+def test_smoothness_of_linear_flow():
+  ys, xs = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+  flow = np.stack([0.5 * xs, 0.25 * ys], axis=-1)[None].astype(np.float32)
+  flat = jnp.zeros((1, 8, 8, 3))
+  assert float(smoothness_loss(jnp.asarray(flow), flat, 2, 10.0)) == pytest.approx(0.0, abs=1e-7)
+  # First order on a flat image: mean |du/dx| + |dv/dx| ... averaged over the two axes.
+  want = ((0.5 + 0.0) / 2 + (0.0 + 0.25) / 2) / 2
+  assert float(smoothness_loss(jnp.asarray(flow), flat, 1, 10.0)) == pytest.approx(want)
+
+
+def test_smoothness_is_switched_off_at_image_edges():
+  flow = np.zeros((1, 8, 8, 2), np.float32)
+  flow[:, :, 4:, 0] = 3.0  # a motion boundary between columns 3 and 4
+  image = np.zeros((1, 8, 8, 3), np.float32)
+  plain = float(smoothness_loss(jnp.asarray(flow), jnp.asarray(image), 1, 10.0))
+  image[:, :, 4:] = 1.0    # an image edge at the same place
+  edge = float(smoothness_loss(jnp.asarray(flow), jnp.asarray(image), 1, 10.0))
+  assert edge == pytest.approx(plain * np.exp(-10.0))
+  with pytest.raises(ValueError, match="order"):
+    smoothness_loss(jnp.asarray(flow), jnp.asarray(image), 3, 10.0)
