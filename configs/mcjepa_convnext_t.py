@@ -62,8 +62,6 @@ def get_config(arg=None):
   config.train = train = ml_collections.ConfigDict()
   train.image_batch_size = 384
   train.video_batch_size = 8
-  train.view_size = 224
-  train.flow_crop = (384, 512)       # H, W of flow training crops, multiples of 64 (our choice)
   steps_per_epoch = 1_281_167 // train.image_batch_size  # ImageNet-1k images per epoch
   train.total_steps = 100 * steps_per_epoch
   train.warmup_steps = 10 * steps_per_epoch
@@ -75,4 +73,23 @@ def get_config(arg=None):
   train.end_lr_fraction = 0.0        # cosine decays to this fraction of the peak lr
   train.weight_decay = 0.05          # ConvNeXt/VICReg AdamW practice (our choice)
   train.grad_clip_norm = 0.0         # 0 disables clipping
+  train.log_every = 100
+  train.picture_every = 5000
+  train.checkpoint_every = 5000
+  train.keep_checkpoints = 3
+
+  # ---- data (DESIGN.md 5) ----
+  config.data = data = ml_collections.ConfigDict()
+  data.name = "synthetic"            # the embedded generated dataset (real datasets: see README)
+  data.source_size = (448, 576)      # generated frames, randomly cropped to pairs.crop
+  data.num_train = 1_000_000
+  data.num_eval = 64
+  data.num_threads = 8
+  data.pairs = dict(crop=(384, 512), jitter=(0.3, 0.3, 0.2, 0.05), jitter_prob=0.8)  # crop: multiples of 64
+  data.views = dict(size=224, crop_scale=(0.08, 1.0), flip_prob=0.5, jitter=(0.4, 0.4, 0.2, 0.1),
+                    jitter_prob=0.8, grey_prob=0.2, blur_probs=(1.0, 0.1), solarize_probs=(0.0, 0.2),
+                    blur_sigma=(0.1, 2.0))
+
+  # ---- evaluation (DESIGN.md 6) ----
+  config.eval = dict(real_samples=True, data_root="")  # "" = $MCJEPA_SHARED_DATA or shared/data beside the repo
   return config

@@ -27,6 +27,11 @@ def get_config(arg=None):
   train = config.train
   train.image_batch_size = 8
   train.video_batch_size = 2
-  train.view_size = 64
-  train.flow_crop = (64, 64)
+  data = config.data
+  data.source_size = (80, 80)
+  data.num_threads = 2
+  data.pairs.crop = (64, 64)
+  data.views.size = 64
+  # Blur radii scale with the view size (the VICReg values are for 224 px).
+  data.views.blur_sigma = (0.03, 0.6)
   return config

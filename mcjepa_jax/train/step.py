@@ -29,7 +29,7 @@ class TrainState:
 
 
 def create_train_state(variables, optimizer, rng):
-  """TrainState at step 0 from model variables."""
+  """TrainState at step 0 from model variables; `rng` is a raw uint32 key (checkpointable as an array)."""
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
                     opt_state=optimizer.init(params), rng=rng)

@@ -1,0 +1,1 @@
+"""Input data: the embedded synthetic dataset, augmentations, grain pipelines, file formats."""

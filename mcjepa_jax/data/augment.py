@@ -1,0 +1,104 @@
+"""Augmentations (DESIGN.md 5), numpy on the host, randomness from a per-sample Generator.
+
+Image views follow VICReg: random resized crop, flip, colour jitter, grey,
+blur, solarise, with per-view probabilities. Flow pairs get the same crop and
+the same photometric jitter on both frames (no flip: the loss is unsupervised
+so nothing needs flipping).
+"""
+
+import numpy as np
+from scipy import ndimage
+from skimage import color
+
+
+def resized_crop(image, box, size):
+  """Bilinear resample of `box` = (top, left, height, width) of [H, W, C] `image` to `size` (h, w)."""
+  top, left, height, width = box
+  out_h, out_w = size
+  ys = top + (np.arange(out_h) + 0.5) * height / out_h - 0.5
+  xs = left + (np.arange(out_w) + 0.5) * width / out_w - 0.5
+  grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+  return np.stack([ndimage.map_coordinates(image[..., c], [grid_y, grid_x], order=1, mode="nearest")
+                   for c in range(image.shape[-1])], axis=-1)
+
+
+def random_resized_crop_box(rng, image_size, scale, ratio=(3 / 4, 4 / 3)):
+  """torchvision's RandomResizedCrop box sampling: area fraction in `scale`, log-uniform aspect."""
+  height, width = image_size
+  area = height * width
+  for _ in range(10):
+    target = area * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    w = int(round(np.sqrt(target * aspect)))
+    h = int(round(np.sqrt(target / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      return rng.integers(0, height - h + 1), rng.integers(0, width - w + 1), h, w
+  side = min(height, width)  # fallback: central square
+  return (height - side) // 2, (width - side) // 2, side, side
+
+
+def colour_jitter_params(rng, brightness, contrast, saturation, hue):
+  """Random factors of one colour jitter, to apply identically to several images."""
+  return (rng.uniform(1 - brightness, 1 + brightness), rng.uniform(1 - contrast, 1 + contrast),
+          rng.uniform(1 - saturation, 1 + saturation), rng.uniform(-hue, hue))
+
+
+def apply_colour_jitter(image, params):
+  """Brightness, contrast, saturation, hue (torchvision's definitions, fixed order) on [H, W, 3] in [0, 1]."""
+  b, c, s, h = params
+  image = np.clip(image * b, 0, 1)
+  grey = color.rgb2gray(image)[..., None]
+  image = np.clip((image - grey.mean()) * c + grey.mean(), 0, 1)
+  grey = color.rgb2gray(image)[..., None]
+  image = np.clip((image - grey) * s + grey, 0, 1)
+  if h:
+    hsv = color.rgb2hsv(image)
+    hsv[..., 0] = (hsv[..., 0] + h) % 1.0
+    image = color.hsv2rgb(hsv)
+  return image
+
+
+def augment_view(rng, image, cfg, blur_prob, solarize_prob):
+  """One VICReg view of [H, W, 3] `image`: [view_size, view_size, 3] float32.
+
+  cfg: `config.data.views` (crop_scale, flip_prob, jitter, jitter_prob, grey_prob, blur_sigma).
+  """
+  box = random_resized_crop_box(rng, image.shape[:2], tuple(cfg.crop_scale))
+  view = resized_crop(image, box, (cfg.size, cfg.size))
+  if rng.uniform() < cfg.flip_prob:
+    view = view[:, ::-1]
+  if rng.uniform() < cfg.jitter_prob:
+    view = apply_colour_jitter(view, colour_jitter_params(rng, *cfg.jitter))
+  if rng.uniform() < cfg.grey_prob:
+    view = np.repeat(color.rgb2gray(view)[..., None], 3, axis=-1)
+  if rng.uniform() < blur_prob:
+    sigma = rng.uniform(*cfg.blur_sigma)
+    view = ndimage.gaussian_filter(view, sigma=(sigma, sigma, 0))
+  if rng.uniform() < solarize_prob:
+    view = np.where(view >= 0.5, 1.0 - view, view)
+  return np.ascontiguousarray(view, dtype=np.float32)
+
+
+def augment_pair(rng, sample, cfg):
+  """Same random crop and photometric jitter on both frames of a flow sample.
+
+  Args:
+    sample: dict with "frame1", "frame2" [H, W, 3] and optionally "flow" [H, W, 2], "visible" [H, W].
+    cfg: `config.data.pairs` (crop (h, w), jitter, jitter_prob).
+
+  Returns:
+    dict with the same keys cropped to cfg.crop; a crop is a translation of both
+    frames, so the flow values are unchanged.
+  """
+  crop_h, crop_w = cfg.crop
+  height, width = sample["frame1"].shape[:2]
+  if height < crop_h or width < crop_w:
+    raise ValueError(f"flow frames of size {height}x{width} are smaller than config.data.pairs.crop {cfg.crop}")
+  top = rng.integers(0, height - crop_h + 1)
+  left = rng.integers(0, width - crop_w + 1)
+  out = {k: v[top:top + crop_h, left:left + crop_w] for k, v in sample.items()}
+  if rng.uniform() < cfg.jitter_prob:
+    params = colour_jitter_params(rng, *cfg.jitter)
+    out["frame1"] = apply_colour_jitter(out["frame1"], params)
+    out["frame2"] = apply_colour_jitter(out["frame2"], params)
+  return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}

@@ -1,0 +1,1 @@
+"""Evaluation: flow EPE on generated and real pairs, flow pictures, collapse checks."""

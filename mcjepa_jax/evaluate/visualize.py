@@ -1,0 +1,76 @@
+"""Flow pictures with the standard Middlebury colour wheel (Baker et al. 2011)."""
+
+import numpy as np
+from PIL import Image
+
+# Hue segments of the Middlebury wheel: red-yellow, yellow-green, green-cyan,
+# cyan-blue, blue-magenta, magenta-red, with these many steps each.
+_SEGMENTS = (15, 6, 4, 11, 13, 6)
+
+
+def _colour_wheel():
+  ry, yg, gc, cb, bm, mr = _SEGMENTS
+  wheel = np.zeros((sum(_SEGMENTS), 3))
+  col = 0
+  wheel[col:col + ry, 0] = 255
+  wheel[col:col + ry, 1] = np.floor(255 * np.arange(ry) / ry)
+  col += ry
+  wheel[col:col + yg, 0] = 255 - np.floor(255 * np.arange(yg) / yg)
+  wheel[col:col + yg, 1] = 255
+  col += yg
+  wheel[col:col + gc, 1] = 255
+  wheel[col:col + gc, 2] = np.floor(255 * np.arange(gc) / gc)
+  col += gc
+  wheel[col:col + cb, 1] = 255 - np.floor(255 * np.arange(cb) / cb)
+  wheel[col:col + cb, 2] = 255
+  col += cb
+  wheel[col:col + bm, 2] = 255
+  wheel[col:col + bm, 0] = np.floor(255 * np.arange(bm) / bm)
+  col += bm
+  wheel[col:col + mr, 2] = 255 - np.floor(255 * np.arange(mr) / mr)
+  wheel[col:col + mr, 0] = 255
+  return wheel
+
+
+def flow_to_rgb(flow, max_magnitude=None):
+  """[H, W, 2] flow -> [H, W, 3] uint8: hue = direction, saturation = magnitude / max_magnitude.
+
+  Args:
+    flow: (u, v) in pixels.
+    max_magnitude: magnitude shown fully saturated; defaults to the largest in `flow`.
+  """
+  flow = np.asarray(flow, np.float64)
+  u, v = flow[..., 0], flow[..., 1]
+  magnitude = np.hypot(u, v)
+  scale = max_magnitude if max_magnitude else max(float(magnitude.max()), 1e-6)
+  u, v, magnitude = u / scale, v / scale, magnitude / scale
+  wheel = _colour_wheel()
+  n = wheel.shape[0]
+  angle = np.arctan2(-v, -u) / np.pi
+  position = (angle + 1) / 2 * (n - 1)
+  k0 = np.floor(position).astype(int)
+  k1 = (k0 + 1) % n
+  frac = (position - k0)[..., None]
+  colour = ((1 - frac) * wheel[k0] + frac * wheel[k1]) / 255.0
+  saturation = np.clip(magnitude, 0, 1)[..., None]
+  colour = 1 - saturation * (1 - colour)
+  colour = np.where(magnitude[..., None] > 1, colour * 0.75, colour)  # out of range: darker
+  return (255 * colour).round().astype(np.uint8)
+
+
+def save_png(path, image):
+  """Writes [H, W, 3] uint8 or float-in-[0, 1] image as PNG."""
+  image = np.asarray(image)
+  if image.dtype != np.uint8:
+    image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+  Image.fromarray(image).save(path)
+
+
+def flow_panel(frame1, frame2, flow, gt_flow=None):
+  """Side-by-side [frame1 | frame2 | predicted flow (| ground truth)] as uint8, one colour scale."""
+  scale = float(np.hypot(*np.moveaxis(gt_flow if gt_flow is not None else flow, -1, 0)).max()) or 1.0
+  tiles = [(np.clip(frame1, 0, 1) * 255).astype(np.uint8), (np.clip(frame2, 0, 1) * 255).astype(np.uint8),
+           flow_to_rgb(flow, scale)]
+  if gt_flow is not None:
+    tiles.append(flow_to_rgb(gt_flow, scale))
+  return np.concatenate(tiles, axis=1)

@@ -1,0 +1,42 @@
+"""Orbax checkpoints of the train state together with the data-iterator position.
+
+A checkpoint that cannot be restored (a half-written or damaged step) is
+reported by name and the next older one is tried: nothing is deleted.
+"""
+
+import logging
+import os
+
+import orbax.checkpoint as ocp
+
+
+def make_manager(workdir, train_cfg):
+  """CheckpointManager under `workdir/checkpoints`: async saves every `checkpoint_every` steps, keeps the last N."""
+  options = ocp.CheckpointManagerOptions(
+      save_interval_steps=train_cfg.checkpoint_every, max_to_keep=train_cfg.keep_checkpoints,
+      enable_async_checkpointing=True, create=True)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+
+
+def save(manager, step, state, data_state, force=False):
+  """Starts an (asynchronous) save of state and data position at `step`; returns whether it saves."""
+  args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state))
+  return manager.save(step, args=args, force=force)
+
+
+def restore_latest(manager, abstract_state):
+  """(state, data_state, step) of the newest restorable checkpoint, or None if there is none.
+
+  `abstract_state` gives the structure, dtypes and shardings to restore into
+  (so a checkpoint restores onto any mesh).
+  """
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("checkpoint %s is unreadable (%s: %s); trying an older one",
+                      os.path.join(str(manager.directory), str(step)), type(e).__name__, e)
+      continue
+    return restored["state"], restored["data"], step
+  return None

@@ -1,0 +1,186 @@
+"""`train_and_evaluate(config, workdir)`: the whole MC-JEPA training story, top to bottom.
+
+Sections: config check, mesh, input, model and state, checkpoint restore,
+jit-compiled step, loop with metrics / pictures / checkpoints, evaluation.
+Importable from a notebook; `mcjepa_jax.main` is the command-line entry.
+"""
+
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from clu import metric_writers, periodic_actions
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from mcjepa_jax.data.pipeline import TrainInput, heldout_source, stack_samples
+from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, make_flow_predictor, predict_flow
+from mcjepa_jax.evaluate.samples import default_data_root, load_pairs, real_sample_sets
+from mcjepa_jax.evaluate.visualize import flow_panel, save_png
+from mcjepa_jax.models import build_model
+from mcjepa_jax.models.params import init_variables
+from mcjepa_jax.train import checkpoint
+from mcjepa_jax.train.optimizer import make_optimizer
+from mcjepa_jax.train.step import TrainState, create_train_state, make_train_step
+
+
+def make_mesh():
+  """A 1-D `data` mesh over every device of every process (Auto axes: shardings are propagated)."""
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _global_batch(local_batch, sharding):
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+def train_and_evaluate(config, workdir, max_steps=None):
+  """Trains MC-JEPA as `config` says, checkpointing into and resuming from `workdir`.
+
+  Args:
+    config: ConfigDict from `configs/*.py`.
+    workdir: directory for checkpoints, TensorBoard events, pictures and eval.json.
+    max_steps: stop after this many steps in this call, as a kill would (for
+      tests and time-sliced jobs); the next call resumes.
+
+  Returns:
+    (final TrainState, evaluation results dict or None if stopped early).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  train_cfg = config.train
+  is_main = jax.process_index() == 0
+
+  # ---- mesh and input ----
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+  data = TrainInput(config, config.seed, jax.process_index(), jax.process_count())
+
+  # ---- model, optimizer, state (created already placed) ----
+  model = build_model(config.model)
+  optimizer, schedules = make_optimizer(train_cfg)
+  crop_h, crop_w = config.data.pairs.crop
+  size = config.data.views.size
+  frames = jax.ShapeDtypeStruct((train_cfg.video_batch_size, crop_h, crop_w, 3), jnp.float32)
+  views = jax.ShapeDtypeStruct((train_cfg.image_batch_size, size, size, 3), jnp.float32)
+  rng = jax.random.PRNGKey(config.seed)
+  variables = init_variables(model, rng, frames, frames, views, views, out_shardings=replicated)
+  state = jax.device_put(create_train_state(variables, optimizer, jax.random.fold_in(rng, 1)), replicated)
+
+  # ---- resume ----
+  manager = checkpoint.make_manager(workdir, train_cfg)
+  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  restored = checkpoint.restore_latest(manager, abstract)
+  if restored is not None:
+    state, data_state, step = restored
+    data.set_state(data_state)
+    logging.info("resumed from step %d in %s", step, workdir)
+    _say(is_main, f"resumed from the checkpoint of step {step}")
+
+  # ---- compiled step ----
+  train_step = jax.jit(make_train_step(model, optimizer, config), in_shardings=(replicated, batch_sharding),
+                       out_shardings=(replicated, replicated), donate_argnums=0)
+  predictor = make_flow_predictor(model)
+  eval_pair = heldout_source(config.data, config.seed)[0]
+
+  # ---- loop ----
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  if is_main and restored is None:
+    writer.write_hparams({k: str(v) for k, v in config.to_dict().items() if not isinstance(v, dict)})
+  report = periodic_actions.ReportProgress(num_train_steps=train_cfg.total_steps, writer=writer,
+                                           every_steps=train_cfg.log_every)
+  step = int(state.step)
+  stop = train_cfg.total_steps if max_steps is None else min(train_cfg.total_steps, step + max_steps)
+  window = []
+  started = time.time()
+  while step < stop:
+    batch = _global_batch(next(data), batch_sharding)
+    state, metrics = train_step(state, batch)
+    step += 1
+    window.append(metrics)
+    report(step)
+    if step % train_cfg.log_every == 0 or step == stop:
+      scalars = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+      scalars.update({f"lr/{g}": float(s(step)) for g, s in schedules.items()})
+      writer.write_scalars(step, scalars)
+      _say(is_main, f"step {step}/{train_cfg.total_steps}  total {scalars['total']:.4f}  flow {scalars['flow']:.4f}"
+           f"  content {scalars['content']:.3f}  emb-std {scalars['embedding_std']:.3f}"
+           f"  ({(time.time() - started) / len(window):.3f} s/step)")
+      window, started = [], time.time()
+    if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
+      _write_picture(writer, workdir, step, predictor, state, eval_pair, model, is_main)
+    checkpoint.save(manager, step, state, data.get_state(), force=step == stop)
+  manager.wait_until_finished()
+  writer.flush()
+
+  if step < train_cfg.total_steps:
+    return state, None
+  results = evaluate(config, model, state, predictor, workdir, writer, is_main)
+  writer.flush()
+  manager.close()
+  return state, results
+
+
+def _say(is_main, text):
+  if is_main:
+    print(text, flush=True)
+
+
+def _variables(state):
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _write_picture(writer, workdir, step, predictor, state, sample, model, is_main):
+  flow = predict_flow(predictor, _variables(state), sample["frame1"], sample["frame2"],
+                      model.encoder.total_stride)
+  panel = flow_panel(sample["frame1"], sample["frame2"], flow, sample["flow"])
+  writer.write_images(step, {"flow/heldout_pair": panel[None]})
+  if is_main:
+    os.makedirs(os.path.join(workdir, "pictures"), exist_ok=True)
+    save_png(os.path.join(workdir, "pictures", f"heldout_step{step:06d}.png"), panel)
+
+
+def evaluate(config, model, state, predictor, workdir, writer, is_main=True):
+  """EPE on held-out generated pairs and the real samples, embedding std; prints a table, writes eval.json."""
+  variables = _variables(state)
+  stride = model.encoder.total_stride
+  heldout = heldout_source(config.data, config.seed)
+  rows = {"generated_heldout": evaluate_pairs(
+      predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride)}
+  root = config.eval.data_root or default_data_root()
+  if config.eval.real_samples and root:
+    pictures = os.path.join(workdir, "pictures")
+    os.makedirs(pictures, exist_ok=True)
+    for name, paths in real_sample_sets(root).items():
+      rows[name] = evaluate_pairs(predictor, variables, load_pairs(paths), stride)
+      frame1, frame2, gt, _ = next(load_pairs(paths[:1]))
+      flow = predict_flow(predictor, variables, frame1, frame2, stride)
+      if is_main:
+        save_png(os.path.join(pictures, f"{name}.png"), flow_panel(frame1, frame2, flow, gt))
+
+  # Collapse check: per-dimension std of the expander output over held-out images.
+  images = stack_samples([heldout[i] for i in range(len(heldout))])["frame1"]
+  size = config.data.views.size
+  images = jax.image.resize(jnp.asarray(images), (images.shape[0], size, size, 3), "bilinear")
+  content = jax.jit(lambda v, x: model.apply(v, x, x, method=model.content))(variables, images)
+  embedding_std = float(jnp.mean(jnp.std(content["embeddings"][0], axis=0)))
+
+  results = {"step": int(state.step), "flow": rows, "embedding_std": embedding_std}
+  writer.write_scalars(int(state.step), {f"eval/{k}/epe": v["epe"] for k, v in rows.items()}
+                       | {"eval/embedding_std": embedding_std})
+  if is_main:
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    print(format_table(results), flush=True)
+  return results
+
+
+def format_table(results):
+  """The evaluation results as a plain-text table."""
+  lines = [f"Evaluation at step {results['step']}", f"{'dataset':<28}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}"]
+  for name, row in results["flow"].items():
+    lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}")
+  lines.append(f"VICReg embedding std (collapse check, > 0.1 is healthy): {results['embedding_std']:.3f}")
+  return "\n".join(lines)
