@@ -33,3 +33,13 @@ def tiny_config():
 def paper_config():
   from mcjepa_jax.config_utils import load_config
   return load_config(str(REPO / "configs" / "mcjepa_convnext_t.py"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent XLA cache per test session: identical programs (e.g. the same train step
+  built again after a simulated kill) are compiled once."""
+  import jax
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  yield
