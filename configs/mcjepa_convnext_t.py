@@ -47,7 +47,10 @@ def get_config(arg=None):
   loss.content_weight = 0.1          # flow-vs-content balance (paper Fig. 5)
   loss.reg = dict(weight=1.0, norm="l1")
   loss.rec = dict(weight=1.0, l1=1.0, l2=0.0, ssim=1.0, census=0.0, census_patch=7)
-  loss.smooth = dict(weight=75.0, order=2, edge_weight=10.0)
+  # The weight 75 belongs to flow in PWC-Net's units of 20 px (flow_scale, our
+  # reading); on pixel-unit flow it outweighs the photometric gradient so much
+  # that no flow is learned at all (measured on the demo data).
+  loss.smooth = dict(weight=75.0, order=2, edge_weight=10.0, flow_scale=20.0)
   loss.cycle = dict(weight=0.2)
   loss.occlusion = dict(alpha1=0.01, alpha2=0.5)
   loss.vc = dict(

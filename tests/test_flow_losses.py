@@ -91,3 +91,11 @@ def test_smoothness_is_switched_off_at_image_edges():
   assert edge == pytest.approx(plain * np.exp(-10.0))
   with pytest.raises(ValueError, match="order"):
     smoothness_loss(jnp.asarray(flow), jnp.asarray(image), 3, 10.0)
+
+
+def test_smoothness_flow_scale_divides_the_penalty():
+  flow = np.random.default_rng(4).normal(size=(1, 8, 8, 2)).astype(np.float32)
+  image = jnp.zeros((1, 8, 8, 3))
+  plain = float(smoothness_loss(jnp.asarray(flow), image, 2, 10.0))
+  scaled = float(smoothness_loss(jnp.asarray(flow), image, 2, 10.0, flow_scale=20.0))
+  assert scaled == pytest.approx(plain / 20.0, rel=1e-5)

@@ -21,7 +21,8 @@ def make_sources(data_cfg, seed):
   if data_cfg.name != "synthetic":
     raise ValueError(f"config.data.name: unknown dataset {data_cfg.name!r} (known: 'synthetic')")
   pairs = SyntheticChairs(data_cfg.source_size, data_cfg.num_train, seed=seed * 10 + _PAIR_STREAM)
-  images = SyntheticChairs(data_cfg.source_size, data_cfg.num_train, seed=seed * 10 + _IMAGE_STREAM)
+  images = SyntheticChairs(data_cfg.source_size, data_cfg.num_train, seed=seed * 10 + _IMAGE_STREAM,
+                           single_frame=True)
   return pairs, images
 
 

@@ -92,10 +92,12 @@ class SyntheticChairs:
     size: (H, W) of the frames.
     num_samples: length of the source.
     seed: samples of different seeds are independent (train vs held-out split).
+    single_frame: render frame 1 only (content images need no motion).
   """
 
   def __init__(self, size, num_samples, seed, num_shapes=(1, 3), background_motion=MotionRanges(3.0, 2.0, 0.03),
-               foreground_motion=MotionRanges(6.0, 6.0, 0.06)):
+               foreground_motion=MotionRanges(6.0, 6.0, 0.06), single_frame=False):
+    self.single_frame = single_frame
     self.size = tuple(size)
     self.num_samples = num_samples
     self.seed = seed
@@ -135,7 +137,8 @@ class SyntheticChairs:
     """One sample from a numpy Generator.
 
     Returns:
-      dict: "frame1", "frame2" [H, W, 3] float32 in [0, 1]; "flow" [H, W, 2]
+      dict: "frame1", "frame2" [H, W, 3] float32 in [0, 1] (only "frame1" when
+      `single_frame`); "flow" [H, W, 2]
       float32 (u, v) from frame 1 to frame 2; "visible" [H, W] float32, 1 where
       the frame-1 pixel is still visible in frame 2.
     """
@@ -151,7 +154,7 @@ class SyntheticChairs:
 
     frames = []
     owners = []
-    for frame_index in range(2):
+    for frame_index in range(1 if self.single_frame else 2):
       image = np.zeros((height, width, 3))
       owner = np.zeros((height, width), np.int32)
       for k, (texture, mask_fn, affine) in enumerate(layers):
@@ -162,6 +165,8 @@ class SyntheticChairs:
         owner = np.where(covered, k, owner)
       frames.append(image)
       owners.append(owner)
+    if self.single_frame:
+      return {"frame1": frames[0].astype(np.float32)}
 
     flow = np.zeros((height, width, 2))
     for k, (_, _, affine) in enumerate(layers):

@@ -3,33 +3,22 @@
 import numpy as np
 from PIL import Image
 
-# Hue segments of the Middlebury wheel: red-yellow, yellow-green, green-cyan,
-# cyan-blue, blue-magenta, magenta-red, with these many steps each.
-_SEGMENTS = (15, 6, 4, 11, 13, 6)
+# The Middlebury wheel's hue segments: (steps, channel held at 255, channel
+# ramped, ramp rising?) for red-yellow, yellow-green, green-cyan, cyan-blue,
+# blue-magenta, magenta-red.
+_SEGMENTS = ((15, 0, 1, True), (6, 1, 0, False), (4, 1, 2, True), (11, 2, 1, False), (13, 2, 0, True),
+             (6, 0, 2, False))
 
 
 def _colour_wheel():
-  ry, yg, gc, cb, bm, mr = _SEGMENTS
-  wheel = np.zeros((sum(_SEGMENTS), 3))
-  col = 0
-  wheel[col:col + ry, 0] = 255
-  wheel[col:col + ry, 1] = np.floor(255 * np.arange(ry) / ry)
-  col += ry
-  wheel[col:col + yg, 0] = 255 - np.floor(255 * np.arange(yg) / yg)
-  wheel[col:col + yg, 1] = 255
-  col += yg
-  wheel[col:col + gc, 1] = 255
-  wheel[col:col + gc, 2] = np.floor(255 * np.arange(gc) / gc)
-  col += gc
-  wheel[col:col + cb, 1] = 255 - np.floor(255 * np.arange(cb) / cb)
-  wheel[col:col + cb, 2] = 255
-  col += cb
-  wheel[col:col + bm, 2] = 255
-  wheel[col:col + bm, 0] = np.floor(255 * np.arange(bm) / bm)
-  col += bm
-  wheel[col:col + mr, 2] = 255 - np.floor(255 * np.arange(mr) / mr)
-  wheel[col:col + mr, 0] = 255
-  return wheel
+  rows = []
+  for steps, held, ramped, rising in _SEGMENTS:
+    segment = np.zeros((steps, 3))
+    ramp = np.floor(255 * np.arange(steps) / steps)
+    segment[:, held] = 255
+    segment[:, ramped] = ramp if rising else 255 - ramp
+    rows.append(segment)
+  return np.concatenate(rows)
 
 
 def flow_to_rgb(flow, max_magnitude=None):

@@ -96,14 +96,16 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
   return loss
 
 
-def smoothness_loss(flow, images, order, edge_weight):
-  """Edge-aware smoothness: exp(-edge_weight * |grad I|) * |grad^order f|.
+def smoothness_loss(flow, images, order, edge_weight, flow_scale=1.0):
+  """Edge-aware smoothness: exp(-edge_weight * |grad I|) * |grad^order (f / flow_scale)|.
 
   Args:
-    flow: [N, H, W, 2].
+    flow: [N, H, W, 2] in pixels.
     images: [N, H, W, 3] images the flow is defined on, in [0, 1].
     order: 1 (first differences) or 2 (second differences).
     edge_weight: how fast image edges switch the penalty off.
+    flow_scale: the flow unit the smoothness weight was tuned for (PWC-Net
+      style networks predict flow in units of 20 px).
 
   Returns:
     scalar, mean of the x and y parts.
@@ -114,7 +116,7 @@ def smoothness_loss(flow, images, order, edge_weight):
   image_dx, image_dy = image_gradients(images, stride=order)
   weight_x = jnp.exp(-edge_weight * jnp.mean(jnp.abs(image_dx), axis=-1, keepdims=True))
   weight_y = jnp.exp(-edge_weight * jnp.mean(jnp.abs(image_dy), axis=-1, keepdims=True))
-  flow_dx, flow_dy = image_gradients(flow)
+  flow_dx, flow_dy = image_gradients(flow / flow_scale)
   if order == 2:
     flow_dx, _ = image_gradients(flow_dx)
     _, flow_dy = image_gradients(flow_dy)
