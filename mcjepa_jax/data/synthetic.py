@@ -19,8 +19,13 @@ TEXTURE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemist
 
 
 @functools.lru_cache(maxsize=None)
-def load_textures():
-  """The bundled photographs as float32 RGB arrays in [0, 1], longest side <= 512."""
+def load_textures(max_side=512):
+  """The bundled photographs as float32 RGB arrays in [0, 1], longest side <= max_side.
+
+  Downscaling with anti-aliasing to a few times the frame size keeps texture
+  detail at a scale the flow loss can lock onto; sampling a full-size photo
+  into small frames aliases it into near-noise.
+  """
   from skimage import data as skdata, transform
   textures = []
   for name in TEXTURE_NAMES:
@@ -30,7 +35,7 @@ def load_textures():
     if image.ndim == 2:
       image = np.repeat(image[..., None], 3, axis=-1)
     image = image[..., :3]
-    scale = 512 / max(image.shape[:2])
+    scale = max_side / max(image.shape[:2])
     if scale < 1:
       image = transform.rescale(image, scale, channel_axis=-1, anti_aliasing=True).astype(np.float32)
     textures.append(image)
@@ -93,11 +98,13 @@ class SyntheticChairs:
     num_samples: length of the source.
     seed: samples of different seeds are independent (train vs held-out split).
     single_frame: render frame 1 only (content images need no motion).
+    texture_scale: photographs are downscaled to this many frame sizes (longest side).
   """
 
   def __init__(self, size, num_samples, seed, num_shapes=(1, 3), background_motion=MotionRanges(3.0, 2.0, 0.03),
-               foreground_motion=MotionRanges(6.0, 6.0, 0.06), single_frame=False):
+               foreground_motion=MotionRanges(6.0, 6.0, 0.06), single_frame=False, texture_scale=4):
     self.single_frame = single_frame
+    self.texture_scale = texture_scale
     self.size = tuple(size)
     self.num_samples = num_samples
     self.seed = seed
@@ -115,7 +122,7 @@ class SyntheticChairs:
 
   def _texture_sampler(self, rng):
     """A random crop of a random photograph, as a function of layer coordinates (x, y)."""
-    textures = load_textures()
+    textures = load_textures(min(512, self.texture_scale * max(self.size)))
     texture = textures[rng.integers(len(textures))]
     height, width = self.size
     margin = 0.25 * max(height, width)
