@@ -50,4 +50,10 @@ def test_gradient_matches_finite_differences():
     b = jnp.asarray(rng.normal(size=(1, 5, 6, 3)))
     weights = jnp.asarray(rng.normal(size=(1, 5, 6, 25)))
     loss = lambda a, b: jnp.sum(correlation(a, b, 2) * weights)
+    # check_grads raises AssertionError when reverse-mode and finite differences disagree.
     jtu.check_grads(loss, (a, b), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
+    # And one directional derivative by hand, as an explicit check.
+    direction = jnp.asarray(rng.normal(size=a.shape))
+    grad_a = jax.grad(loss)(a, b)
+    numeric = (loss(a + 1e-6 * direction, b) - loss(a - 1e-6 * direction, b)) / 2e-6
+    np.testing.assert_allclose(float(jnp.sum(grad_a * direction)), float(numeric), rtol=1e-6)

@@ -8,7 +8,7 @@ directions at once.
 
 import jax.numpy as jnp
 
-from mcjepa_jax.models.mcjepa import swap_halves
+from mcjepa_jax.ops.directions import swap_halves
 from mcjepa_jax.ops.image import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
 from mcjepa_jax.ops.warp import warp

@@ -3,6 +3,6 @@
 from mcjepa_jax.models.convnext import ConvNeXtEncoder
 from mcjepa_jax.models.expander import Expander
 from mcjepa_jax.models.flow_head import PWCFlowHead
-from mcjepa_jax.models.mcjepa import MCJEPA, build_model, swap_halves
+from mcjepa_jax.models.mcjepa import MCJEPA, build_model
 
-__all__ = ["ConvNeXtEncoder", "Expander", "MCJEPA", "PWCFlowHead", "build_model", "swap_halves"]
+__all__ = ["ConvNeXtEncoder", "Expander", "MCJEPA", "PWCFlowHead", "build_model"]

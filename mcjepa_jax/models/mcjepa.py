@@ -6,12 +6,7 @@ import jax.numpy as jnp
 from mcjepa_jax.models.convnext import ConvNeXtEncoder
 from mcjepa_jax.models.expander import Expander
 from mcjepa_jax.models.flow_head import PWCFlowHead
-
-
-def swap_halves(x):
-  """[2B, ...] -> [2B, ...] with the two halves exchanged (frame t <-> frame t+1)."""
-  half = x.shape[0] // 2
-  return jnp.concatenate([x[half:], x[:half]], axis=0)
+from mcjepa_jax.ops.directions import swap_halves
 
 
 class MCJEPA(nn.Module):

@@ -1,6 +1,7 @@
 """Array operations of the flow branch: correlation, warping, image measures."""
 
 from mcjepa_jax.ops.correlation import correlation
+from mcjepa_jax.ops.directions import swap_halves
 from mcjepa_jax.ops.image import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
 from mcjepa_jax.ops.warp import resize_flow, upsample_flow, warp, warp_with_mask
@@ -13,6 +14,7 @@ __all__ = [
     "resize_flow",
     "soft_hamming",
     "ssim_dissimilarity",
+    "swap_halves",
     "upsample_flow",
     "warp",
     "warp_with_mask",
