@@ -88,7 +88,7 @@ def train_and_evaluate(config, workdir, max_steps=None):
   # ---- loop ----
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
   if is_main and restored is None:
-    writer.write_hparams({k: str(v) for k, v in config.to_dict().items() if not isinstance(v, dict)})
+    writer.write_hparams(_flatten(config.to_dict()))
   report = periodic_actions.ReportProgress(num_train_steps=train_cfg.total_steps, writer=writer,
                                            every_steps=train_cfg.log_every)
   step = int(state.step)
@@ -121,6 +121,17 @@ def train_and_evaluate(config, workdir, max_steps=None):
   writer.flush()
   manager.close()
   return state, results
+
+
+def _flatten(tree, prefix=""):
+  """Nested config dict -> {"a.b.c": scalar or str} for TensorBoard hparams."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
+  return flat
 
 
 def _say(is_main, text):
