@@ -47,11 +47,15 @@ def evaluate_pairs(predictor, variables, pairs, multiple):
   """EPE over an iterable of (frame1, frame2, gt_flow, valid) with the zero-flow baseline.
 
   Returns:
-    dict: "epe", "zero_epe" (means over pairs of per-pair EPE) and "pairs".
+    (row, first): row is a dict with "epe", "zero_epe" (means over pairs of
+    per-pair EPE) and "pairs"; first is (frame1, frame2, predicted flow, gt_flow)
+    of the first pair, for pictures.
   """
-  epes, zeros = [], []
+  epes, zeros, first = [], [], None
   for frame1, frame2, gt, valid in pairs:
     flow = predict_flow(predictor, variables, frame1, frame2, multiple)
     epes.append(endpoint_error(flow, gt, valid))
     zeros.append(endpoint_error(np.zeros_like(gt), gt, valid))
-  return {"epe": float(np.mean(epes)), "zero_epe": float(np.mean(zeros)), "pairs": len(epes)}
+    if first is None:
+      first = (frame1, frame2, flow, gt)
+  return {"epe": float(np.mean(epes)), "zero_epe": float(np.mean(zeros)), "pairs": len(epes)}, first

@@ -157,22 +157,21 @@ def evaluate(config, model, state, predictor, workdir, writer, is_main=True):
   """EPE on held-out generated pairs and the real samples, embedding std; prints a table, writes eval.json."""
   variables = _variables(state)
   stride = model.encoder.total_stride
-  heldout = heldout_source(config.data, config.seed)
+  source = heldout_source(config.data, config.seed)
+  heldout = [source[i] for i in range(len(source))]
   rows = {"generated_heldout": evaluate_pairs(
-      predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride)}
+      predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride)[0]}
   root = config.eval.data_root or default_data_root()
   if config.eval.real_samples and root:
     pictures = os.path.join(workdir, "pictures")
     os.makedirs(pictures, exist_ok=True)
     for name, paths in real_sample_sets(root).items():
-      rows[name] = evaluate_pairs(predictor, variables, load_pairs(paths), stride)
-      frame1, frame2, gt, _ = next(load_pairs(paths[:1]))
-      flow = predict_flow(predictor, variables, frame1, frame2, stride)
+      rows[name], first = evaluate_pairs(predictor, variables, load_pairs(paths), stride)
       if is_main:
-        save_png(os.path.join(pictures, f"{name}.png"), flow_panel(frame1, frame2, flow, gt))
+        save_png(os.path.join(pictures, f"{name}.png"), flow_panel(*first))
 
   # Collapse check: per-dimension std of the expander output over held-out images.
-  images = stack_samples([heldout[i] for i in range(len(heldout))])["frame1"]
+  images = stack_samples(heldout)["frame1"]
   size = config.data.views.size
   images = jax.image.resize(jnp.asarray(images), (images.shape[0], size, size, 3), "bilinear")
   content = jax.jit(lambda v, x: model.apply(v, x, x, method=model.content))(variables, images)
