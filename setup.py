@@ -16,6 +16,8 @@ setup(
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.8,<0.13",
         "ml_collections>=1.1,<2",
+        # Local or bucket (gs://) workdirs for checkpoints, pictures and eval.json.
+        "etils[epath]>=1.7,<2",
         "tensorflow-datasets>=4.9.10,<5",
         "grain>=0.2.18,<0.3",
         "clu==0.0.12",
@@ -26,6 +28,8 @@ setup(
         "pillow>=10,<14",
         "scikit-image>=0.24,<0.27",
         "matplotlib>=3.8,<4",
+        # Video files as unlabeled training pairs (PyAV bundles FFmpeg).
+        "av>=14,<19",
     ],
     extras_require={
         "test": [

@@ -81,6 +81,11 @@ def get_config(arg=None):
   train.checkpoint_every = 5000
   train.keep_checkpoints = 3
 
+  # ---- devices (train/sharding.py) ----
+  # data: batch parallel over all devices (-1 = the rest); fsdp > 1 also splits
+  # parameters and optimizer state over that many devices.
+  config.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2**14)
+
   # ---- data (DESIGN.md 5) ----
   config.data = data = ml_collections.ConfigDict()
   data.name = "synthetic"            # the embedded generated dataset (real datasets: see README)
@@ -95,4 +100,8 @@ def get_config(arg=None):
 
   # ---- evaluation (DESIGN.md 6) ----
   config.eval = dict(real_samples=True, data_root="")  # "" = $MCJEPA_SHARED_DATA or shared/data beside the repo
+  # DAVIS label propagation (DINO's protocol): stride-8 features (pyramid level 3),
+  # first frame + 7 previous frames as context, top-5 neighbours within 12 cells.
+  config.eval.davis = dict(resolution="480p", split_file="", level=3, n_context=7, top_k=5, radius=12,
+                           temperature=0.07)
   return config

@@ -1,6 +1,10 @@
-"""Run in a subprocess with 8 fake CPU devices: loss terms and gradients of one global batch
-computed on 1 device and sharded over an 8-device `data` mesh. Prints the largest relative
-differences as JSON (used by test_sharding.py)."""
+"""Run in a subprocess with 8 fake CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=8).
+
+Computes the loss terms and gradients of one global batch on 1 device, on an
+8-device `data` mesh, and on a (data=4, fsdp=2) mesh with fsdp-sharded
+parameters, and VICReg of embeddings whose per-device shards have different
+means. Prints the largest differences as one JSON line (used by test_sharding.py).
+"""
 
 import json
 import os
@@ -8,18 +12,24 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mcjepa_jax.config_utils import load_config
 from mcjepa_jax.losses.objective import mcjepa_loss
+from mcjepa_jax.losses.vicreg import vicreg_loss
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import init_variables
+from mcjepa_jax.train.sharding import FSDP, batch_sharding, make_mesh, replicated, state_shardings
 
 
-def main():
-  assert jax.device_count() == 8, jax.devices()
-  config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.py"))
+def _rel(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
+
+
+def model_parity(config):
   model = build_model(config.model)
   rng = np.random.default_rng(0)
   batch = {k: jnp.asarray(rng.uniform(size=(8, 64, 64, 3)).astype(np.float32))
@@ -37,23 +47,56 @@ def main():
   one = jax.devices()[0]
   single = jax.jit(loss_and_grads)(jax.device_put(variables["params"], one),
                                    jax.device_put(variables["batch_stats"], one), jax.device_put(batch, one))
-  mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  step = jax.jit(loss_and_grads, in_shardings=(replicated, replicated, sharded), out_shardings=replicated)
-  multi = step(variables["params"], variables["batch_stats"], batch)
-  assert all(x.sharding.spec == P("data") for x in jax.device_put(batch, sharded).values())
-
-  def rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
-
-  terms = {k: rel(multi[0][k], single[0][k]) for k in single[0]}
   # Relative to the largest gradient anywhere: some leaves (biases right before a
   # normalisation) are zero in exact arithmetic and only hold float32 noise of ~1e-8.
   scale = max(float(np.abs(np.asarray(b)).max()) for b in jax.tree_util.tree_leaves(single[1]))
-  grads = max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max()) / scale
-              for a, b in zip(jax.tree_util.tree_leaves(multi[1]), jax.tree_util.tree_leaves(single[1])))
-  json.dump({"terms": terms, "grads": grads, "total": float(single[0]["total"])}, sys.stdout)
+
+  results = {"total": float(single[0]["total"])}
+  for name, fsdp in (("data", 1), ("data+fsdp", 2)):
+    mesh = make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": fsdp}))
+    # min_size 0: shard every leaf with a divisible dimension, to exercise the gathers.
+    param_shardings = state_shardings(variables["params"], mesh, min_size=0)
+    stats_shardings = state_shardings(variables["batch_stats"], mesh, min_size=0)
+    params = jax.device_put(variables["params"], param_shardings)
+    stats = jax.device_put(variables["batch_stats"], stats_shardings)
+    placed = jax.device_put(batch, batch_sharding(mesh))
+    split = sum(FSDP in s.spec for s in jax.tree_util.tree_leaves(param_shardings))
+    step = jax.jit(loss_and_grads, in_shardings=(param_shardings, stats_shardings, batch_sharding(mesh)),
+                   out_shardings=(replicated(mesh), param_shardings))
+    terms, grads = step(params, stats, placed)
+    assert all(len(x.sharding.device_set) == 8 for x in placed.values())
+    grad_diff = max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max()) / scale
+                    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(single[1])))
+    results[name] = {"terms": {k: _rel(terms[k], single[0][k]) for k in single[0]}, "grads": grad_diff,
+                     "fsdp_sharded_leaves": split}
+  return results
+
+
+def vicreg_parity(config):
+  """Each device's shard of z1/z2 gets its own mean: local statistics would differ from global ones."""
+  rng = np.random.default_rng(1)
+  offsets = np.repeat(np.arange(8, dtype=np.float32), 4)[:, None] * 0.5
+  z1 = rng.normal(size=(32, 16)).astype(np.float32) + offsets
+  z2 = z1 + 0.1 * rng.normal(size=(32, 16)).astype(np.float32)
+  v = config.loss.vicreg
+
+  def loss(a, b):
+    return vicreg_loss(a, b, v.sim_weight, v.std_weight, v.cov_weight, v.eps)[0]
+
+  mesh = make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}))
+  sharding = NamedSharding(mesh, P("data"))
+  sharded = float(jax.jit(loss, in_shardings=(sharding, sharding))(z1, z2))
+  single = float(jax.jit(loss)(jax.device_put(z1, jax.devices()[0]), jax.device_put(z2, jax.devices()[0])))
+  local_average = float(np.mean([loss(z1[i * 4:(i + 1) * 4], z2[i * 4:(i + 1) * 4]) for i in range(8)]))
+  return {"sharded": sharded, "single": single, "local_average": local_average}
+
+
+def main():
+  assert jax.device_count() == 8, jax.devices()
+  config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.py"))
+  results = model_parity(config)
+  results["vicreg"] = vicreg_parity(config)
+  json.dump(results, sys.stdout)
 
 
 if __name__ == "__main__":

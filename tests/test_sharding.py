@@ -1,19 +1,36 @@
-"""One global batch gives the same losses and gradients on 1 device and sharded over 8 (fake CPU) devices."""
+"""Sharded computation over 8 (fake CPU) devices equals the single-device computation."""
 
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def test_eight_device_data_parallel_matches_single_device():
+@pytest.fixture(scope="module")
+def eight_device_results():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, os.path.join(HERE, "sharding_parity.py")], env=env,
                           capture_output=True, text=True, timeout=1200, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
-  diffs = json.loads(result.stdout.strip().splitlines()[-1])
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mesh", ["data", "data+fsdp"])
+def test_loss_terms_and_gradients_match_single_device(eight_device_results, mesh):
+  diffs = eight_device_results[mesh]
   worst_term = max(diffs["terms"].items(), key=lambda kv: kv[1])
   assert worst_term[1] < 1e-5, diffs["terms"]
   assert diffs["grads"] < 1e-5, diffs
+  if mesh == "data+fsdp":
+    assert diffs["fsdp_sharded_leaves"] > 10, "fsdp should split the parameters"
+
+
+def test_vicreg_statistics_are_global_not_per_device(eight_device_results):
+  vicreg = eight_device_results["vicreg"]
+  assert abs(vicreg["sharded"] - vicreg["single"]) <= 1e-5 * abs(vicreg["single"]), vicreg
+  # Per-device statistics (the average of local VICReg losses) would be far off.
+  assert abs(vicreg["local_average"] - vicreg["single"]) > 0.1 * abs(vicreg["single"]), vicreg

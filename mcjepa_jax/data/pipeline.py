@@ -46,11 +46,17 @@ def _view_transform(cfg):
   return transform
 
 
-def _batched(source, transform, batch_size, seed, process_index, process_count, num_threads):
-  dataset = grain.MapDataset.source(source).shuffle(seed=seed)
-  dataset = dataset[process_index::process_count]
-  dataset = dataset.random_map(transform, seed=seed).repeat().batch(batch_size, drop_remainder=True)
-  return dataset.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size))
+def _batched(source, transform, local_batch_size, seed, process_index, process_count, num_threads):
+  """Process `process_index`'s batches: its contiguous block of each global batch.
+
+  The augmentation seed of an element comes from its global position and
+  process p takes local batches p, p + P, p + 2P, ... of the global order, so
+  the global batch assembled from all processes is exactly the one a single
+  process would read (multi-host runs reproduce single-host ones).
+  """
+  dataset = grain.MapDataset.source(source).shuffle(seed=seed).random_map(transform, seed=seed)
+  dataset = dataset.batch(local_batch_size, drop_remainder=True)[process_index::process_count].repeat()
+  return dataset.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2))
 
 
 class TrainInput:

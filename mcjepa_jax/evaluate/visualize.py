@@ -1,6 +1,7 @@
 """Flow pictures with the standard Middlebury colour wheel (Baker et al. 2011)."""
 
 import numpy as np
+from etils import epath
 from PIL import Image
 
 # The Middlebury wheel's hue segments: (steps, channel held at 255, channel
@@ -48,11 +49,12 @@ def flow_to_rgb(flow, max_magnitude=None):
 
 
 def save_png(path, image):
-  """Writes [H, W, 3] uint8 or float-in-[0, 1] image as PNG."""
+  """Writes [H, W, 3] uint8 or float-in-[0, 1] image as PNG to a local or bucket (gs://) path."""
   image = np.asarray(image)
   if image.dtype != np.uint8:
     image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-  Image.fromarray(image).save(path)
+  with epath.Path(path).open("wb") as f:
+    Image.fromarray(image).save(f, format="PNG")
 
 
 def flow_panel(frame1, frame2, flow, gt_flow=None):

@@ -8,6 +8,7 @@ import logging
 import os
 
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 def make_manager(workdir, train_cfg):
@@ -15,7 +16,9 @@ def make_manager(workdir, train_cfg):
   options = ocp.CheckpointManagerOptions(
       save_interval_steps=train_cfg.checkpoint_every, max_to_keep=train_cfg.keep_checkpoints,
       enable_async_checkpointing=True, create=True)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+  # Local paths are made absolute (orbax requires it); bucket paths (gs://...) pass through.
+  root = epath.Path(workdir if "://" in str(workdir) else os.path.abspath(workdir))
+  return ocp.CheckpointManager(root / "checkpoints", options=options)
 
 
 def save(manager, step, state, data_state, force=False):

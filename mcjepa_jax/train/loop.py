@@ -5,16 +5,18 @@ jit-compiled step, loop with metrics / pictures / checkpoints, evaluation.
 Importable from a notebook; `mcjepa_jax.main` is the command-line entry.
 """
 
+import dataclasses
 import json
 import logging
 import os
 import time
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from clu import metric_writers, periodic_actions
-from jax.sharding import NamedSharding, PartitionSpec as P
+from etils import epath
 
 from mcjepa_jax.data.pipeline import TrainInput, heldout_source, stack_samples
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, make_flow_predictor, predict_flow
@@ -24,16 +26,87 @@ from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import init_variables
 from mcjepa_jax.train import checkpoint
 from mcjepa_jax.train.optimizer import make_optimizer
+from mcjepa_jax.train.sharding import (batch_sharding, check_batch_sizes, make_mesh, replicated,
+                                      state_shardings)
 from mcjepa_jax.train.step import TrainState, create_train_state, make_train_step
-
-
-def make_mesh():
-  """A 1-D `data` mesh over every device of every process (Auto axes: shardings are propagated)."""
-  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def _global_batch(local_batch, sharding):
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+@dataclasses.dataclass
+class Training:
+  """Everything a run needs, placed on the mesh and restored from `workdir` if it holds a checkpoint.
+
+  `step_fn(state, global_batch) -> (state, metrics)` is the compiled step;
+  `next_batch()` reads this process's part of the next batch and assembles
+  the global array.
+  """
+  config: Any
+  workdir: str
+  mesh: jax.sharding.Mesh
+  model: Any
+  schedules: dict
+  data: TrainInput
+  state: TrainState
+  step_fn: Callable
+  manager: Any
+  restored_step: Optional[int]
+
+  def next_batch(self):
+    return _global_batch(next(self.data), batch_sharding(self.mesh))
+
+  def save(self, force=False):
+    return checkpoint.save(self.manager, int(self.state.step), self.state, self.data.get_state(), force=force)
+
+
+def prepare(config, workdir, devices=None):
+  """Builds mesh, input, model and optimizer state, restores the newest checkpoint, compiles the step.
+
+  Args:
+    config: ConfigDict from `configs/*.py`.
+    workdir: checkpoint directory root (created).
+    devices: optional device list for the mesh (default: all devices of all processes).
+  """
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  train_cfg = config.train
+  mesh = make_mesh(config.mesh, devices)
+  check_batch_sizes(train_cfg, mesh)
+  data = TrainInput(config, config.seed, jax.process_index(), jax.process_count())
+
+  model = build_model(config.model)
+  optimizer, schedules = make_optimizer(train_cfg)
+  crop_h, crop_w = config.data.pairs.crop
+  size = config.data.views.size
+  frames = jax.ShapeDtypeStruct((train_cfg.video_batch_size, crop_h, crop_w, 3), jnp.float32)
+  views = jax.ShapeDtypeStruct((train_cfg.image_batch_size, size, size, 3), jnp.float32)
+  rng = jax.random.PRNGKey(config.seed)
+
+  # Shardings from shapes alone; variables are then created already in place,
+  # so no device ever holds the whole of an fsdp-sharded state.
+  min_size = config.mesh.fsdp_min_size
+  abstract_variables = jax.eval_shape(model.init, rng, frames, frames, views, views)
+  variables = init_variables(model, rng, frames, frames, views, views,
+                             out_shardings=state_shardings(abstract_variables, mesh, min_size))
+  state = create_train_state(variables, optimizer, jax.random.fold_in(rng, 1))
+  shardings = state_shardings(state, mesh, min_size)
+  state = jax.device_put(state, shardings)
+
+  manager = checkpoint.make_manager(workdir, train_cfg)
+  abstract = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                    state, shardings)
+  restored = checkpoint.restore_latest(manager, abstract)
+  restored_step = None
+  if restored is not None:
+    state, data_state, restored_step = restored
+    data.set_state(data_state)
+    logging.info("resumed from step %d in %s", restored_step, workdir)
+
+  step_fn = jax.jit(make_train_step(model, optimizer, config), in_shardings=(shardings, batch_sharding(mesh)),
+                    out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+  return Training(config=config, workdir=workdir, mesh=mesh, model=model, schedules=schedules, data=data,
+                  state=state, step_fn=step_fn, manager=manager, restored_step=restored_step)
 
 
 def train_and_evaluate(config, workdir, max_steps=None):
@@ -48,79 +121,50 @@ def train_and_evaluate(config, workdir, max_steps=None):
   Returns:
     (final TrainState, evaluation results dict or None if stopped early).
   """
-  os.makedirs(workdir, exist_ok=True)
   train_cfg = config.train
+  # Every process trains and takes part in checkpointing; only process 0 writes logs and pictures.
   is_main = jax.process_index() == 0
-
-  # ---- mesh and input ----
-  mesh = make_mesh()
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P("data"))
-  data = TrainInput(config, config.seed, jax.process_index(), jax.process_count())
-
-  # ---- model, optimizer, state (created already placed) ----
-  model = build_model(config.model)
-  optimizer, schedules = make_optimizer(train_cfg)
-  crop_h, crop_w = config.data.pairs.crop
-  size = config.data.views.size
-  frames = jax.ShapeDtypeStruct((train_cfg.video_batch_size, crop_h, crop_w, 3), jnp.float32)
-  views = jax.ShapeDtypeStruct((train_cfg.image_batch_size, size, size, 3), jnp.float32)
-  rng = jax.random.PRNGKey(config.seed)
-  variables = init_variables(model, rng, frames, frames, views, views, out_shardings=replicated)
-  state = jax.device_put(create_train_state(variables, optimizer, jax.random.fold_in(rng, 1)), replicated)
-
-  # ---- resume ----
-  manager = checkpoint.make_manager(workdir, train_cfg)
-  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-  restored = checkpoint.restore_latest(manager, abstract)
-  if restored is not None:
-    state, data_state, step = restored
-    data.set_state(data_state)
-    logging.info("resumed from step %d in %s", step, workdir)
-    _say(is_main, f"resumed from the checkpoint of step {step}")
-
-  # ---- compiled step ----
-  train_step = jax.jit(make_train_step(model, optimizer, config), in_shardings=(replicated, batch_sharding),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+  run = prepare(config, workdir)
+  if run.restored_step is not None:
+    _say(is_main, f"resumed from the checkpoint of step {run.restored_step}")
+  model = run.model
   predictor = make_flow_predictor(model)
   eval_pair = heldout_source(config.data, config.seed)[0]
 
-  # ---- loop ----
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
-  if is_main and restored is None:
+  if is_main and run.restored_step is None:
     writer.write_hparams(_flatten(config.to_dict()))
   report = periodic_actions.ReportProgress(num_train_steps=train_cfg.total_steps, writer=writer,
                                            every_steps=train_cfg.log_every)
-  step = int(state.step)
+  step = int(run.state.step)
   stop = train_cfg.total_steps if max_steps is None else min(train_cfg.total_steps, step + max_steps)
   window = []
   started = time.time()
   while step < stop:
-    batch = _global_batch(next(data), batch_sharding)
-    state, metrics = train_step(state, batch)
+    run.state, metrics = run.step_fn(run.state, run.next_batch())
     step += 1
     window.append(metrics)
     report(step)
     if step % train_cfg.log_every == 0 or step == stop:
       scalars = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
-      scalars.update({f"lr/{g}": float(s(step)) for g, s in schedules.items()})
+      scalars.update({f"lr/{g}": float(s(step)) for g, s in run.schedules.items()})
       writer.write_scalars(step, scalars)
       _say(is_main, f"step {step}/{train_cfg.total_steps}  total {scalars['total']:.4f}  flow {scalars['flow']:.4f}"
            f"  content {scalars['content']:.3f}  emb-std {scalars['embedding_std']:.3f}"
            f"  ({(time.time() - started) / len(window):.3f} s/step)")
       window, started = [], time.time()
     if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
-      _write_picture(writer, workdir, step, predictor, state, eval_pair, model, is_main)
-    checkpoint.save(manager, step, state, data.get_state(), force=step == stop)
-  manager.wait_until_finished()
+      _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, is_main)
+    run.save(force=step == stop)
+  run.manager.wait_until_finished()
   writer.flush()
 
   if step < train_cfg.total_steps:
-    return state, None
-  results = evaluate(config, model, state, predictor, workdir, writer, is_main)
+    return run.state, None
+  results = evaluate(config, model, run.state, predictor, workdir, writer, is_main)
   writer.flush()
-  manager.close()
-  return state, results
+  run.manager.close()
+  return run.state, results
 
 
 def _flatten(tree, prefix=""):
@@ -149,8 +193,9 @@ def _write_picture(writer, workdir, step, predictor, state, sample, model, is_ma
   panel = flow_panel(sample["frame1"], sample["frame2"], flow, sample["flow"])
   writer.write_images(step, {"flow/heldout_pair": panel[None]})
   if is_main:
-    os.makedirs(os.path.join(workdir, "pictures"), exist_ok=True)
-    save_png(os.path.join(workdir, "pictures", f"heldout_step{step:06d}.png"), panel)
+    pictures = epath.Path(workdir) / "pictures"
+    pictures.mkdir(parents=True, exist_ok=True)
+    save_png(pictures / f"heldout_step{step:06d}.png", panel)
 
 
 def evaluate(config, model, state, predictor, workdir, writer, is_main=True):
@@ -163,12 +208,12 @@ def evaluate(config, model, state, predictor, workdir, writer, is_main=True):
       predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride)[0]}
   root = config.eval.data_root or default_data_root()
   if config.eval.real_samples and root:
-    pictures = os.path.join(workdir, "pictures")
-    os.makedirs(pictures, exist_ok=True)
+    pictures = epath.Path(workdir) / "pictures"
+    pictures.mkdir(parents=True, exist_ok=True)
     for name, paths in real_sample_sets(root).items():
       rows[name], first = evaluate_pairs(predictor, variables, load_pairs(paths), stride)
       if is_main:
-        save_png(os.path.join(pictures, f"{name}.png"), flow_panel(*first))
+        save_png(pictures / f"{name}.png", flow_panel(*first))
 
   # Collapse check: per-dimension std of the expander output over held-out images.
   images = stack_samples(heldout)["frame1"]
@@ -181,8 +226,7 @@ def evaluate(config, model, state, predictor, workdir, writer, is_main=True):
   writer.write_scalars(int(state.step), {f"eval/{k}/epe": v["epe"] for k, v in rows.items()}
                        | {"eval/embedding_std": embedding_std})
   if is_main:
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
     print(format_table(results), flush=True)
   return results
 
