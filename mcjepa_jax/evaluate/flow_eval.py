@@ -18,6 +18,22 @@ def endpoint_error(flow, gt, valid=None):
   return float(error[valid].mean()) if valid.any() else float("nan")
 
 
+def flow_outliers(flow, gt, valid=None, abs_threshold=3.0, rel_threshold=0.05):
+  """KITTI Fl: fraction of valid pixels whose EPE exceeds 3 px *and* 5 % of |gt| -> float in [0, 1]."""
+  flow, gt = np.asarray(flow, np.float64), np.asarray(gt, np.float64)
+  error = np.linalg.norm(flow - gt, axis=-1)
+  outlier = (error > abs_threshold) & (error > rel_threshold * np.linalg.norm(gt, axis=-1))
+  valid = np.ones(error.shape, bool) if valid is None else np.asarray(valid, bool)
+  return float(outlier[valid].mean()) if valid.any() else float("nan")
+
+
+def resize_flow_field(flow, size):
+  """Bilinear resize of [H, W, 2] flow to `size` = (H', W') with u, v rescaled to the new pixel units."""
+  height, width = flow.shape[:2]
+  out = np.asarray(jax.image.resize(np.asarray(flow, np.float32), (*size, 2), "bilinear"))
+  return out * np.asarray([size[1] / width, size[0] / height], np.float32)
+
+
 def pad_to_multiple(images, multiple):
   """Edge-pads [B, H, W, C] at the bottom/right to multiples of `multiple`; returns (padded, (H, W))."""
   height, width = images.shape[1:3]
@@ -36,26 +52,51 @@ def make_flow_predictor(model):
   return jax.jit(predict)
 
 
-def predict_flow(predictor, variables, frame1, frame2, multiple):
-  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames of any size."""
-  frames, (height, width) = pad_to_multiple(np.stack([frame1, frame2]), multiple)
-  flow = predictor(variables, frames[:1], frames[1:])
-  return np.asarray(flow)[0, :height, :width]
+def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad"):
+  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames of any size.
+
+  mode "pad": edge-pad to a multiple of `multiple`, predict, crop (flow values
+  unchanged). mode "resize": resize the frames to the nearest multiple,
+  predict, resize the flow back with u and v rescaled exactly (W/W', H/H').
+  """
+  frames = np.stack([frame1, frame2])
+  height, width = frames.shape[1:3]
+  if mode == "pad":
+    padded, _ = pad_to_multiple(frames, multiple)
+    return np.asarray(predictor(variables, padded[:1], padded[1:]))[0, :height, :width]
+  if mode == "resize":
+    size = tuple(max(multiple, int(round(n / multiple)) * multiple) for n in (height, width))
+    resized = np.asarray(jax.image.resize(frames.astype(np.float32), (2, *size, 3), "bilinear"))
+    flow = np.asarray(predictor(variables, resized[:1], resized[1:]))[0]
+    return resize_flow_field(flow, (height, width))
+  raise ValueError(f"config.eval.mode: unknown mode {mode!r} (known: 'pad', 'resize')")
 
 
-def evaluate_pairs(predictor, variables, pairs, multiple):
-  """EPE over an iterable of (frame1, frame2, gt_flow, valid) with the zero-flow baseline.
+def flow_metrics(flow, gt, valid=None):
+  """{"epe", "fl"} of one predicted flow against ground truth."""
+  return {"epe": endpoint_error(flow, gt, valid), "fl": flow_outliers(flow, gt, valid)}
+
+
+def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
+  """EPE and Fl-all over an iterable of (frame1, frame2, gt_flow, valid), with the zero-flow baseline.
+
+  `predictor=None` evaluates the zero flow only (for baselines).
 
   Returns:
-    (row, first): row is a dict with "epe", "zero_epe" (means over pairs of
-    per-pair EPE) and "pairs"; first is (frame1, frame2, predicted flow, gt_flow)
-    of the first pair, for pictures.
+    (row, first): row is a dict with "epe", "fl" (means over pairs of the
+    per-pair values), "zero_epe", "zero_fl" and "pairs"; first is (frame1,
+    frame2, predicted flow, gt_flow) of the first pair, for pictures.
   """
-  epes, zeros, first = [], [], None
+  rows, first = [], None
   for frame1, frame2, gt, valid in pairs:
-    flow = predict_flow(predictor, variables, frame1, frame2, multiple)
-    epes.append(endpoint_error(flow, gt, valid))
-    zeros.append(endpoint_error(np.zeros_like(gt), gt, valid))
+    flow = (np.zeros_like(gt) if predictor is None
+            else predict_flow(predictor, variables, frame1, frame2, multiple, mode))
+    zero = flow_metrics(np.zeros_like(gt), gt, valid)
+    rows.append({**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]})
     if first is None:
       first = (frame1, frame2, flow, gt)
-  return {"epe": float(np.mean(epes)), "zero_epe": float(np.mean(zeros)), "pairs": len(epes)}, first
+  if not rows:
+    raise ValueError("no pairs to evaluate")
+  row = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+  row["pairs"] = len(rows)
+  return row, first

@@ -57,6 +57,11 @@ class MCJEPA(nn.Module):
     flows = self.flow_head(pyramid, targets, frames.shape[1:3])
     return {"pyramid": pyramid, "pooled": pooled, "flows": flows["levels"], "flow": flows["full"]}
 
+  def features(self, images):
+    """Frozen features for probes and label propagation: (pyramid, pooled) of [N, H, W, 3] images in [0, 1]."""
+    self._check_size(images, "images")
+    return self.encoder(self._normalise(images), train=False)
+
   def content(self, views1, views2, train=False):
     """VICReg embeddings of two views.
 

@@ -1,0 +1,269 @@
+"""Real flow datasets in their releases' own directory layouts, as grain-compatible random-access sources.
+
+Every source lists its samples from the folder layout at construction (no
+file is read) and decodes one sample per `__getitem__`:
+  {"frame1", "frame2": [H, W, 3] float32 in [0, 1],
+   "flow": [H, W, 2] float32 and "valid": [H, W] bool  (sources with ground truth)}.
+A missing folder is reported by name at construction; a bad file by name on read.
+"""
+
+import glob
+import os
+
+import numpy as np
+
+from mcjepa_jax.data.formats import DataFormatError, read_flow, read_image, read_pair
+
+
+class PairSource:
+  """Random-access list of (frame1 path, frame2 path, flow path or None) with decoding."""
+
+  name = "pairs"
+
+  def __init__(self, pairs, root):
+    if not pairs:
+      raise DataFormatError(f"{root}: no {self.name} samples found (check the root folder and split)")
+    self.pairs = list(pairs)
+    self.root = root
+
+  def __len__(self):
+    return len(self.pairs)
+
+  def __getitem__(self, index):
+    path1, path2, flow_path = self.pairs[index]
+    frame1, frame2 = read_pair(path1, path2)
+    sample = {"frame1": frame1, "frame2": frame2}
+    if flow_path is not None:
+      flow, valid = read_flow(flow_path)
+      if flow.shape[:2] != frame1.shape[:2]:
+        raise DataFormatError(f"{flow_path}: flow is {flow.shape[:2]} but {path1} is {frame1.shape[:2]}")
+      sample.update(flow=flow, valid=valid)
+    return sample
+
+
+def _require_dir(path):
+  if not os.path.isdir(path):
+    raise DataFormatError(f"{path}: folder not found")
+  return path
+
+
+class FlyingChairs(PairSource):
+  """FlyingChairs_release: data/NNNNN_img1.ppm, _img2.ppm, _flow.flo; split file FlyingChairs_train_val.txt
+  (line i: 1 = train, 2 = validation for sample i + 1)."""
+
+  name = "FlyingChairs"
+
+  def __init__(self, root, split="train", split_file=None):
+    data = _require_dir(os.path.join(root, "data"))
+    ids = sorted(f[:-len("_flow.flo")] for f in os.listdir(data) if f.endswith("_flow.flo"))
+    if split != "all":
+      split_file = split_file or os.path.join(root, "FlyingChairs_train_val.txt")
+      if not os.path.exists(split_file):
+        raise DataFormatError(f"{split_file}: FlyingChairs split file not found (use split='all' without it)")
+      codes = np.loadtxt(split_file, dtype=np.int64, ndmin=1)
+      wanted = {"train": 1, "val": 2}.get(split)
+      if wanted is None:
+        raise ValueError(f"FlyingChairs split must be 'train', 'val' or 'all', got {split!r}")
+      ids = [i for i in ids if int(i) - 1 < len(codes) and codes[int(i) - 1] == wanted]
+    super().__init__([(os.path.join(data, f"{i}_img1.ppm"), os.path.join(data, f"{i}_img2.ppm"),
+                       os.path.join(data, f"{i}_flow.flo")) for i in ids], root)
+
+
+class FlyingThings3D(PairSource):
+  """FlyingThings3D full release: frames_{clean,final}pass/{TRAIN,TEST}/{A,B,C}/NNNN/{left,right}/FFFF.png,
+  optical_flow/.../into_{future,past}/{left,right}/OpticalFlowInto{Future,Past}_FFFF_{L,R}.pfm."""
+
+  name = "FlyingThings3D"
+
+  def __init__(self, root, render="clean", split="TRAIN", direction="into_future", camera="left"):
+    if direction not in ("into_future", "into_past"):
+      raise ValueError(f"FlyingThings3D direction must be 'into_future' or 'into_past', got {direction!r}")
+    frames_root = _require_dir(os.path.join(root, f"frames_{render}pass", split))
+    step = 1 if direction == "into_future" else -1
+    kind = "Future" if step == 1 else "Past"
+    pairs = []
+    for folder in sorted(glob.glob(os.path.join(frames_root, "*", "*", camera))):
+      letter, sequence = folder.split(os.sep)[-3:-1]
+      frames = {int(os.path.splitext(f)[0]): os.path.join(folder, f) for f in os.listdir(folder)
+                if f.endswith(".png")}
+      flow_dir = os.path.join(root, "optical_flow", split, letter, sequence, direction, camera)
+      for index in sorted(frames):
+        if index + step in frames:
+          flow = os.path.join(flow_dir, f"OpticalFlowInto{kind}_{index:04d}_{camera[0].upper()}.pfm")
+          pairs.append((frames[index], frames[index + step], flow))
+    super().__init__(pairs, root)
+
+
+class Sintel(PairSource):
+  """MPI-Sintel: training/{clean,final}/SCENE/frame_NNNN.png and training/flow/SCENE/frame_NNNN.flo
+  (flow from frame N to N+1). `with_flow=False` lists every consecutive pair (raw frames, also
+  test/), for self-supervised training."""
+
+  name = "Sintel"
+
+  def __init__(self, root, render="clean", split="training", with_flow=True):
+    render_root = _require_dir(os.path.join(root, split, render))
+    pairs = []
+    for scene in sorted(os.listdir(render_root)):
+      frames = sorted(glob.glob(os.path.join(render_root, scene, "frame_*.png")))
+      for first, second in zip(frames[:-1], frames[1:]):
+        flow = os.path.join(root, split, "flow", scene, os.path.basename(first)[:-4] + ".flo")
+        if with_flow and not os.path.exists(flow):
+          continue
+        pairs.append((first, second, flow if with_flow else None))
+    super().__init__(pairs, root)
+
+  def masks(self, index):
+    """(occluded, invalid) [H, W] bool of sample `index` where the release has them, else None."""
+    first = self.pairs[index][0]
+    scene, name = first.split(os.sep)[-2:]
+    split_root = os.path.dirname(os.path.dirname(os.path.dirname(first)))
+    out = []
+    for kind in ("occlusions", "invalid"):
+      path = os.path.join(split_root, kind, scene, name)
+      out.append(read_image(path)[..., 0] > 0.5 if os.path.exists(path) else None)
+    return tuple(out)
+
+
+class KITTI(PairSource):
+  """KITTI flow 2015 (image_2/NNNNNN_10.png, _11.png) or 2012 (colored_0/...), ground truth
+  flow_occ/ (all pixels) or flow_noc/ (non-occluded) as 16-bit PNG; `with_flow=False` lists
+  frame pairs only (e.g. testing/ or the multiview extension)."""
+
+  name = "KITTI"
+
+  def __init__(self, root, split="training", version=2015, flow="occ", with_flow=True):
+    images = _require_dir(os.path.join(root, split, "image_2" if version == 2015 else "colored_0"))
+    pairs = []
+    for first in sorted(glob.glob(os.path.join(images, "*_10.png"))):
+      stem = os.path.basename(first)[:-len("_10.png")]
+      gt = os.path.join(root, split, f"flow_{flow}", f"{stem}_10.png") if with_flow else None
+      if gt is not None and not os.path.exists(gt):
+        continue
+      pairs.append((first, os.path.join(images, f"{stem}_11.png"), gt))
+    super().__init__(pairs, root)
+
+
+class HD1K(PairSource):
+  """HD1K: hd1k_input/image_2/SSSSSS_FFFF.png, hd1k_flow_gt/flow_occ/SSSSSS_FFFF.png (KITTI PNG flow)."""
+
+  name = "HD1K"
+
+  def __init__(self, root):
+    images = _require_dir(os.path.join(root, "hd1k_input", "image_2"))
+    pairs = []
+    by_sequence = {}
+    for path in sorted(glob.glob(os.path.join(images, "*.png"))):
+      sequence, frame = os.path.basename(path)[:-4].split("_")
+      by_sequence.setdefault(sequence, []).append((int(frame), path))
+    for sequence, frames in sorted(by_sequence.items()):
+      for (index, first), (next_index, second) in zip(frames[:-1], frames[1:]):
+        gt = os.path.join(root, "hd1k_flow_gt", "flow_occ", os.path.basename(first))
+        if next_index == index + 1 and os.path.exists(gt):
+          pairs.append((first, second, gt))
+    super().__init__(pairs, root)
+
+
+class FramePairs(PairSource):
+  """Consecutive frames of unlabeled video, for self-supervised flow.
+
+  `root` is a video file, a folder of frames, or a folder holding frame
+  folders (e.g. DAVIS JPEGImages/480p) and/or video files (decoded with PyAV).
+  Videos are decoded once, on first use.
+  """
+
+  name = "video frame"
+  IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm")
+  VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm")
+
+  def __init__(self, root, stride=1):
+    self._videos = {}
+    if os.path.isfile(root):
+      videos, folders = [root], []
+    else:
+      entries = sorted(os.path.join(root, e) for e in os.listdir(_require_dir(root)))
+      videos = [e for e in entries if e.lower().endswith(self.VIDEO_EXTENSIONS)]
+      folders = [root] + [e for e in entries if os.path.isdir(e)]
+    pairs = []
+    for video in videos:
+      count = video_length(video)
+      pairs += [((video, i), (video, i + stride), None) for i in range(count - stride)]
+    for folder in folders:
+      frames = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                      if f.lower().endswith(self.IMAGE_EXTENSIONS))
+      pairs += [(a, b, None) for a, b in zip(frames[:-stride], frames[stride:])]
+    super().__init__(pairs, root)
+
+  def __getitem__(self, index):
+    first, second, _ = self.pairs[index]
+    if isinstance(first, tuple):
+      path = first[0]
+      if path not in self._videos:
+        self._videos[path] = read_video(path)
+      video = self._videos[path]
+      return {"frame1": video[first[1]], "frame2": video[second[1]]}
+    return super().__getitem__(index)
+
+
+def _open_video(path):
+  import av  # pylint: disable=g-import-not-at-top
+  try:
+    return av.open(str(path))
+  except (av.error.FFmpegError, OSError) as e:
+    raise DataFormatError(f"{path}: cannot open video ({e})") from None
+
+
+def video_length(path):
+  """Number of frames of a video file (decodes it: container frame counts are unreliable)."""
+  with _open_video(path) as container:
+    return sum(1 for _ in container.decode(video=0))
+
+
+def read_video(path):
+  """All frames of a video file as [T, H, W, 3] float32 in [0, 1] (PyAV / FFmpeg)."""
+  with _open_video(path) as container:
+    frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+  if not frames:
+    raise DataFormatError(f"{path}: video has no frames")
+  return np.stack(frames).astype(np.float32) / 255.0
+
+
+class Mixture:
+  """Concatenation of sources, each repeated `repeats[i]` times (the usual flow training mixtures)."""
+
+  def __init__(self, sources, repeats):
+    if len(sources) != len(repeats) or not sources:
+      raise ValueError(f"Mixture needs one repeat factor per source, got {len(sources)} and {len(repeats)}")
+    self.sources = list(sources)
+    self.offsets = np.cumsum([0] + [len(s) * int(r) for s, r in zip(sources, repeats)])
+
+  def __len__(self):
+    return int(self.offsets[-1])
+
+  def __getitem__(self, index):
+    if not 0 <= index < len(self):
+      raise IndexError(f"mixture index {index} out of range [0, {len(self)})")
+    which = int(np.searchsorted(self.offsets, index, side="right") - 1)
+    source = self.sources[which]
+    sample = source[int(index - self.offsets[which]) % len(source)]
+    # Sources with and without ground truth mix: training only uses the frames.
+    return {"frame1": sample["frame1"], "frame2": sample["frame2"]}
+
+
+FLOW_SOURCES = {"flyingchairs": FlyingChairs, "flyingthings3d": FlyingThings3D, "sintel": Sintel,
+                "kitti": KITTI, "hd1k": HD1K, "frames": FramePairs}
+
+
+def make_flow_source(spec):
+  """One source from a config entry: dict(name=..., root=..., [other constructor arguments])."""
+  spec = dict(spec)
+  name = spec.pop("name")
+  spec.pop("repeat", None)
+  if name not in FLOW_SOURCES:
+    raise ValueError(f"config.data.flow_sets: unknown dataset {name!r} (known: {sorted(FLOW_SOURCES)})")
+  return FLOW_SOURCES[name](**spec)
+
+
+def make_flow_mixture(specs):
+  """Mixture of config entries dict(name=..., root=..., repeat=N, ...)."""
+  return Mixture([make_flow_source(s) for s in specs], [dict(s).get("repeat", 1) for s in specs])

@@ -1,0 +1,77 @@
+"""Evaluation command line: the paper's protocols on a trained checkpoint.
+
+  python -m mcjepa_jax.evaluate.main --config configs/NAME.py --workdir DIR --data_root /datasets \
+      [--tasks flow,davis] [--mode pad|resize] [--max_pairs N] [--davis_max_frames N]
+
+Restores the newest checkpoint in DIR (the same config it was trained with),
+evaluates every release folder found under --data_root (Sintel/, KITTI/ or
+data_scene_flow/, FlyingChairs_release/, DAVIS/), prints the tables and
+writes DIR/eval_protocols.json. `--baseline` skips the checkpoint and
+reports the zero-flow and repeated-first-mask baselines only.
+"""
+
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file the checkpoint was trained with.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training directory holding checkpoints/.")
+_DATA_ROOT = flags.DEFINE_string("data_root", None, "Folder holding the datasets in their release layouts.")
+_TASKS = flags.DEFINE_list("tasks", ["flow", "davis"], "Which protocols to run.")
+_MODE = flags.DEFINE_enum("mode", "pad", ["pad", "resize"], "Frames to a multiple of the stride by padding "
+                          "or by resizing (flow rescaled back exactly).")
+_MAX_PAIRS = flags.DEFINE_integer("max_pairs", None, "Evaluate at most this many pairs per flow dataset.")
+_DAVIS_FRAMES = flags.DEFINE_integer("davis_max_frames", None, "Use at most this many frames per DAVIS video.")
+_BASELINE = flags.DEFINE_bool("baseline", False, "Only the zero-flow / first-mask baselines (no checkpoint).")
+flags.mark_flags_as_required(["config", "workdir", "data_root"])
+
+
+def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max_frames=None, baseline=False):
+  """Runs the protocols; returns the results dict (also written to workdir/eval_protocols.json)."""
+  from mcjepa_jax.evaluate import davis, protocols  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.evaluate.flow_eval import make_flow_predictor  # pylint: disable=g-import-not-at-top
+  unknown = set(tasks) - {"flow", "davis"}
+  if unknown:
+    raise ValueError(f"--tasks: unknown {sorted(unknown)} (known: flow, davis)")
+  predictor = variables = feature_fn = None
+  model = None
+  if not baseline:
+    from mcjepa_jax.train.loop import prepare  # pylint: disable=g-import-not-at-top
+    run_state = prepare(config, workdir)
+    if run_state.restored_step is None:
+      raise FileNotFoundError(f"{workdir}: no checkpoint to evaluate (train first, or pass --baseline)")
+    model = run_state.model
+    variables = {"params": run_state.state.params, "batch_stats": run_state.state.batch_stats}
+    predictor = make_flow_predictor(model)
+  results = {"checkpoint_step": None if baseline else int(run_state.state.step), "mode": mode}
+  if "flow" in tasks:
+    specs = protocols.standard_flow_sets(data_root)
+    multiple = model.encoder.total_stride if model is not None else 64
+    results["flow"] = protocols.evaluate_flow_sets(specs, predictor, variables, multiple, mode, max_pairs)
+    print(protocols.format_flow_table(results["flow"]), flush=True)
+  davis_root = os.path.join(data_root, "DAVIS")
+  if "davis" in tasks and os.path.isdir(davis_root):
+    cfg = config.eval.davis
+    if not baseline:
+      feature_fn = protocols.make_feature_fn(model, variables, cfg.level)
+    propagation = davis.PropagationConfig(cfg.n_context, cfg.top_k, cfg.radius, cfg.temperature)
+    results["davis"] = protocols.evaluate_davis(davis_root, feature_fn, propagation, cfg.resolution,
+                                                cfg.split_file or None, davis_max_frames)
+    print(protocols.format_davis_table(results["davis"]), flush=True)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "eval_protocols.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  run(_CONFIG.value, _WORKDIR.value, _DATA_ROOT.value, _TASKS.value, _MODE.value, _MAX_PAIRS.value,
+      _DAVIS_FRAMES.value, _BASELINE.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,127 @@
+"""The paper's evaluation protocols on real datasets (DESIGN.md 6): flow benchmarks and DAVIS.
+
+Flow: EPE and Fl-all over valid pixels for every configured dataset (for
+Sintel also EPE on matched = non-occluded and unmatched = occluded pixels),
+next to the zero-flow baseline. DAVIS: label propagation with the frozen
+encoder's stride-8 features, J, F and J&F per sequence and their mean, next
+to the trivial baseline that repeats the first mask.
+"""
+
+import jax
+import numpy as np
+
+from mcjepa_jax.data.datasets import Sintel, make_flow_source
+from mcjepa_jax.evaluate import davis
+from mcjepa_jax.evaluate.flow_eval import endpoint_error, flow_metrics, pad_to_multiple, predict_flow
+
+
+def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max_pairs=None):
+  """Mean per-pair EPE / Fl-all (and Sintel matched/unmatched EPE) of one source with ground truth.
+
+  `predictor=None` evaluates the zero flow.
+  """
+  sums, count = {}, 0
+  for index in range(len(source) if max_pairs is None else min(max_pairs, len(source))):
+    sample = source[index]
+    gt, valid = sample["flow"], sample["valid"]
+    flow = (np.zeros_like(gt) if predictor is None
+            else predict_flow(predictor, variables, sample["frame1"], sample["frame2"], multiple, mode))
+    row = flow_metrics(flow, gt, valid)
+    zero = flow_metrics(np.zeros_like(gt), gt, valid)
+    row.update(zero_epe=zero["epe"], zero_fl=zero["fl"])
+    if isinstance(source, Sintel):
+      occluded, invalid = source.masks(index)
+      if occluded is not None:
+        usable = valid if invalid is None else valid & ~invalid
+        row["epe_matched"] = endpoint_error(flow, gt, usable & ~occluded)
+        row["epe_unmatched"] = endpoint_error(flow, gt, usable & occluded)
+    for key, value in row.items():
+      sums.setdefault(key, []).append(value)
+    count += 1
+  result = {k: float(np.nanmean(v)) for k, v in sums.items()}
+  result["pairs"] = count
+  return result
+
+
+def evaluate_flow_sets(specs, predictor, variables, multiple, mode="pad", max_pairs=None):
+  """{name: row} for config entries dict(name=..., root=..., [label=...], [constructor arguments])."""
+  rows = {}
+  for spec in specs:
+    spec = dict(spec)
+    label = spec.pop("label", None) or spec["name"]
+    rows[label] = evaluate_flow_source(make_flow_source(spec), predictor, variables, multiple, mode, max_pairs)
+  return rows
+
+
+def make_feature_fn(model, variables, level):
+  """[H, W, 3] frame -> [H/2^level, W/2^level, C] frozen encoder features (frames padded to the stride)."""
+  extract = jax.jit(lambda v, x: model.apply(v, x, method=model.features)[0][level - 1])
+  stride = model.encoder.total_stride
+
+  def features(frame):
+    padded, (height, width) = pad_to_multiple(np.asarray(frame)[None], stride)
+    out = np.asarray(extract(variables, padded))[0]
+    cells = 2**level
+    return out[:-(-height // cells), :-(-width // cells)]
+
+  return features
+
+
+def evaluate_davis(root, feature_fn, cfg=davis.PropagationConfig(), resolution="480p", split_file=None,
+                   max_frames=None, sequences=None):
+  """J, F, J&F per sequence and their means, for label propagation and for repeating the first mask.
+
+  `feature_fn=None` evaluates only the repeated-first-mask baseline.
+  """
+  names = sequences or davis.davis_sequences(root, resolution, split_file)
+  per_sequence = {}
+  for name in names:
+    frames, masks = davis.load_sequence(root, name, resolution, max_frames)
+    row = {"frames": len(frames),
+           "first_mask": davis.sequence_scores(np.repeat(masks[:1], len(masks), axis=0), masks)}
+    if feature_fn is not None:
+      features = np.stack([feature_fn(frame) for frame in frames])
+      row["propagation"] = davis.sequence_scores(davis.segment_video(features, masks[0], cfg), masks)
+    per_sequence[name] = row
+  methods = [m for m in ("propagation", "first_mask") if m in next(iter(per_sequence.values()))]
+  means = {m: {k: float(np.mean([r[m][k] for r in per_sequence.values()])) for k in ("J", "F", "J&F")}
+           for m in methods}
+  return {"sequences": per_sequence, "mean": means}
+
+
+def format_flow_table(rows):
+  lines = [f"{'dataset':<28}{'pairs':>6}{'EPE':>9}{'Fl-all':>9}{'zero EPE':>10}{'zero Fl':>9}"]
+  for name, row in rows.items():
+    lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>9.3f}{100 * row['fl']:>8.2f}%"
+                 f"{row['zero_epe']:>10.3f}{100 * row['zero_fl']:>8.2f}%")
+    if "epe_matched" in row:
+      lines.append(f"{'  matched / unmatched EPE':<34}{row['epe_matched']:>9.3f} / {row['epe_unmatched']:.3f}")
+  return "\n".join(lines)
+
+
+def format_davis_table(result):
+  lines = [f"{'DAVIS':<22}{'method':<14}{'J':>8}{'F':>8}{'J&F':>8}"]
+  for name, row in list(result["sequences"].items()) + [("mean", None)]:
+    scores = result["mean"] if row is None else {k: v for k, v in row.items() if k != "frames"}
+    for method, s in scores.items():
+      lines.append(f"{name:<22}{method:<14}{s['J']:>8.3f}{s['F']:>8.3f}{s['J&F']:>8.3f}")
+  return "\n".join(lines)
+
+
+def standard_flow_sets(root):
+  """Flow evaluation entries for the release folders found under `root` (Sintel/, KITTI/, FlyingChairs_release/)."""
+  import os  # pylint: disable=g-import-not-at-top
+  specs = []
+  if os.path.isdir(os.path.join(root, "Sintel", "training")):
+    specs += [{"name": "sintel", "root": os.path.join(root, "Sintel"), "render": r, "label": f"sintel_{r}"}
+              for r in ("clean", "final") if os.path.isdir(os.path.join(root, "Sintel", "training", r))]
+  for kitti in ("KITTI", "data_scene_flow"):
+    if os.path.isdir(os.path.join(root, kitti, "training", "flow_occ")):
+      specs.append({"name": "kitti", "root": os.path.join(root, kitti), "label": "kitti2015"})
+      break
+  chairs = os.path.join(root, "FlyingChairs_release")
+  if os.path.isdir(chairs):
+    has_split = os.path.exists(os.path.join(chairs, "FlyingChairs_train_val.txt"))
+    specs.append({"name": "flyingchairs", "root": chairs, "split": "val" if has_split else "all",
+                  "label": "flyingchairs_val" if has_split else "flyingchairs"})
+  return specs
