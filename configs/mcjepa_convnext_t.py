@@ -93,6 +93,11 @@ def get_config(arg=None):
   data.num_train = 1_000_000
   data.num_eval = 64
   data.num_threads = 8
+  # data.name = "real" (configs/mcjepa_real.py): flow pairs from a mixture of release folders,
+  # dict(name=flyingchairs|flyingthings3d|sintel|kitti|hd1k|frames, root=..., repeat=N, ...),
+  # and content images from a TFDS directory (name="imagenet2012", data_dir=...) or a folder.
+  data.flow_sets = []
+  data.image_set = dict(name="", data_dir="", split="train", root="")
   data.pairs = dict(crop=(384, 512), jitter=(0.3, 0.3, 0.2, 0.05), jitter_prob=0.8)  # crop: multiples of 64
   data.views = dict(size=224, crop_scale=(0.08, 1.0), flip_prob=0.5, jitter=(0.4, 0.4, 0.2, 0.1),
                     jitter_prob=0.8, grey_prob=0.2, blur_probs=(1.0, 0.1), solarize_probs=(0.0, 0.2),

@@ -93,7 +93,16 @@ def augment_pair(rng, sample, cfg):
   crop_h, crop_w = cfg.crop
   height, width = sample["frame1"].shape[:2]
   if height < crop_h or width < crop_w:
-    raise ValueError(f"flow frames of size {height}x{width} are smaller than config.data.pairs.crop {cfg.crop}")
+    # Frames smaller than the crop (e.g. KITTI's 375 rows for a 384 crop) are upscaled
+    # just enough; flow values scale with the image.
+    scale = max(crop_h / height, crop_w / width)
+    size = (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
+    box = (0, 0, height, width)
+    sample = {k: resized_crop(v, box, size) if v.ndim == 3 else resized_crop(v[..., None], box, size)[..., 0]
+              for k, v in sample.items()}
+    if "flow" in sample:
+      sample["flow"] = sample["flow"] * np.asarray([size[1] / width, size[0] / height], np.float32)
+    height, width = size
   top = rng.integers(0, height - crop_h + 1)
   left = rng.integers(0, width - crop_w + 1)
   out = {k: v[top:top + crop_h, left:left + crop_w] for k, v in sample.items()}

@@ -267,3 +267,66 @@ def make_flow_source(spec):
 def make_flow_mixture(specs):
   """Mixture of config entries dict(name=..., root=..., repeat=N, ...)."""
   return Mixture([make_flow_source(s) for s in specs], [dict(s).get("repeat", 1) for s in specs])
+
+
+class ImageFolder:
+  """Every image under `root` (recursively, sorted) as {"frame1": [H, W, 3], "label": class index}.
+
+  The class of an image is its first sub-folder under `root` (ImageNet's
+  train/ layout, or any labelled folder tree); images directly in `root` get 0.
+  """
+
+  def __init__(self, root):
+    _require_dir(root)
+    self.paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                        if p.lower().endswith(FramePairs.IMAGE_EXTENSIONS + (".jpeg", ".bmp")))
+    if not self.paths:
+      raise DataFormatError(f"{root}: no images found")
+    classes = sorted({os.path.relpath(p, root).split(os.sep)[0] for p in self.paths if os.sep in
+                      os.path.relpath(p, root)})
+    self.classes = {c: i for i, c in enumerate(classes)}
+    self.root = root
+
+  def __len__(self):
+    return len(self.paths)
+
+  def __getitem__(self, index):
+    path = self.paths[index]
+    parts = os.path.relpath(path, self.root).split(os.sep)
+    return {"frame1": read_image(path), "label": self.classes.get(parts[0], 0) if len(parts) > 1 else 0}
+
+
+class TFDSImages:
+  """A TFDS dataset prepared in array_record format (e.g. `imagenet2012`), random access through
+  `tfds.data_source`, as {"frame1": [H, W, 3] float32 in [0, 1], "label": int}."""
+
+  def __init__(self, name, data_dir=None, split="train"):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    try:
+      self.source = tfds.data_source(name, split=split, data_dir=data_dir or None)
+    except Exception as e:  # pylint: disable=broad-except
+      raise DataFormatError(f"TFDS dataset {name!r} (split {split!r}) not available in data_dir "
+                            f"{data_dir!r}: {str(e).splitlines()[0]} — prepare it with `tfds build "
+                            f"{name} --file_format=array_record` first") from None
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    record = self.source[index]
+    image = np.asarray(record["image"])
+    image = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
+    if image.ndim == 2 or image.shape[-1] == 1:
+      image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=-1)
+    return {"frame1": image, "label": int(record.get("label", 0))}
+
+
+def make_image_source(spec):
+  """Content images from dict(name="folder", root=...) or dict(name=<tfds name>, data_dir=..., split=...)."""
+  spec = dict(spec)
+  name = spec.pop("name", "")
+  if name == "folder":
+    return ImageFolder(spec["root"])
+  if not name:
+    raise ValueError("config.data.image_set.name is empty: 'folder' or a TFDS name such as 'imagenet2012'")
+  return TFDSImages(name, spec.get("data_dir"), spec.get("split", "train"))

@@ -10,6 +10,7 @@ import grain
 import numpy as np
 
 from mcjepa_jax.data.augment import augment_pair, augment_view
+from mcjepa_jax.data.datasets import make_flow_mixture, make_image_source
 from mcjepa_jax.data.synthetic import SyntheticChairs
 
 # Seed offsets that keep the sources independent: pairs, content images, held-out pairs.
@@ -17,13 +18,22 @@ _PAIR_STREAM, _IMAGE_STREAM, _EVAL_STREAM = 0, 1, 2
 
 
 def make_sources(data_cfg, seed):
-  """(pair source, image source) for `config.data`; each item is a dict with "frame1", "frame2", ..."""
-  if data_cfg.name != "synthetic":
-    raise ValueError(f"config.data.name: unknown dataset {data_cfg.name!r} (known: 'synthetic')")
-  pairs = SyntheticChairs(data_cfg.source_size, data_cfg.num_train, seed=seed * 10 + _PAIR_STREAM)
-  images = SyntheticChairs(data_cfg.source_size, data_cfg.num_train, seed=seed * 10 + _IMAGE_STREAM,
-                           single_frame=True)
-  return pairs, images
+  """(pair source, image source) for `config.data`; items are dicts with "frame1" (and "frame2" for pairs).
+
+  data.name "synthetic": the embedded generated dataset. "real": pairs from the
+  mixture `data.flow_sets` (see data/datasets.py) and content images from
+  `data.image_set` (an ImageNet TFDS directory or a folder of images).
+  """
+  if data_cfg.name == "synthetic":
+    pairs = SyntheticChairs(data_cfg.source_size, data_cfg.num_train, seed=seed * 10 + _PAIR_STREAM)
+    images = SyntheticChairs(data_cfg.source_size, data_cfg.num_train, seed=seed * 10 + _IMAGE_STREAM,
+                             single_frame=True)
+    return pairs, images
+  if data_cfg.name == "real":
+    if not data_cfg.get("flow_sets"):
+      raise ValueError("config.data.flow_sets is empty: list the flow datasets to train on (see configs/)")
+    return make_flow_mixture(data_cfg.flow_sets), make_image_source(data_cfg.image_set)
+  raise ValueError(f"config.data.name: unknown dataset {data_cfg.name!r} (known: 'synthetic', 'real')")
 
 
 def heldout_source(data_cfg, seed):
