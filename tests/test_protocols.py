@@ -1,0 +1,76 @@
+"""Evaluation protocols end to end: ground truth through the whole flow path, and the CLI's baselines."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mcjepa_jax.data import datasets
+from mcjepa_jax.evaluate import protocols
+from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, resize_flow_field
+from mcjepa_jax.evaluate.samples import load_pairs, real_sample_sets
+
+
+def _oracle(current, mode):
+  """A predictor returning the ground truth of the current pair at the size it is asked for."""
+  def predict(variables, frames1, frames2):
+    del variables, frames2
+    gt, size = current["flow"], frames1.shape[1:3]
+    if mode == "pad":  # the padded margin is cropped away, whatever it holds
+      out = np.zeros((*size, 2), np.float32)
+      out[:gt.shape[0], :gt.shape[1]] = gt
+    else:
+      out = resize_flow_field(gt, size)
+    return out[None]
+  return predict
+
+
+class _Tracking:
+  """Wraps a source and remembers the last sample handed out (so the oracle knows its ground truth)."""
+
+  def __init__(self, source, current):
+    self.source, self.current = source, current
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    sample = self.source[index]
+    self.current.update(sample)
+    return sample
+
+
+@pytest.mark.parametrize("mode", ["pad", "resize"])
+def test_ground_truth_through_the_evaluation_path(shared_data, mode):
+  current = {}
+  predict = _oracle(current, mode)
+  sources = {"sintel_clean": datasets.Sintel(str(shared_data / "Sintel"), "clean"),
+             "flyingchairs": datasets.FlyingChairs(str(shared_data / "FlyingChairs_release"), "all")}
+  for name, source in sources.items():
+    row = protocols.evaluate_flow_source(_Tracking(source, current), predict, None, 64, mode, max_pairs=3)
+    assert row["zero_epe"] > 2.0, name
+    if mode == "pad":
+      assert row["epe"] == 0.0 and row["fl"] == 0.0, (name, row)
+    else:
+      # Resizing to a multiple of 64 and back only interpolates the field.
+      assert row["epe"] < 0.05 * row["zero_epe"], (name, row)
+  whale = real_sample_sets(str(shared_data))["middlebury_rubberwhale"]
+  pairs = list(load_pairs(whale))
+  current["flow"] = pairs[0][2]
+  row, _ = evaluate_pairs(predict, None, pairs, 64, mode)
+  assert row["zero_epe"] == pytest.approx(1.256, abs=1e-3)
+  assert row["epe"] < (1e-6 if mode == "pad" else 0.05 * row["zero_epe"]), row
+
+
+def test_cli_baselines_on_the_shared_samples(shared_data, tiny_config, tmp_path):
+  from mcjepa_jax.evaluate.main import run
+  results = run(tiny_config, str(tmp_path), str(shared_data), ["flow", "davis"], max_pairs=2,
+                davis_max_frames=4, baseline=True)
+  flow = results["flow"]
+  assert set(flow) == {"sintel_clean", "sintel_final", "flyingchairs"}
+  assert flow["sintel_clean"]["epe"] == flow["sintel_clean"]["zero_epe"] == pytest.approx(2.983, abs=1e-3)
+  assert "epe_matched" in flow["sintel_clean"] and flow["flyingchairs"]["pairs"] == 2
+  first_mask = results["davis"]["mean"]["first_mask"]
+  assert 0 < first_mask["J&F"] < 1
+  with open(tmp_path / "eval_protocols.json") as f:
+    assert json.load(f)["davis"]["mean"]["first_mask"]["J"] == pytest.approx(first_mask["J"])
