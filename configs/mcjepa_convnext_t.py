@@ -109,4 +109,8 @@ def get_config(arg=None):
   # first frame + 7 previous frames as context, top-5 neighbours within 12 cells.
   config.eval.davis = dict(resolution="480p", split_file="", level=3, n_context=7, top_k=5, radius=12,
                            temperature=0.07)
+  # Linear probes on frozen features: classification on pooled features of classify_size
+  # images; segmentation on level-`segment_level` features (VOC: 21 classes).
+  config.eval.probe = dict(steps=2000, learning_rate=1e-2, weight_decay=1e-4, batch_size=256, classify_size=224,
+                           segment_size=448, segment_level=3, num_classes=21)
   return config

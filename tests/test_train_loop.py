@@ -73,3 +73,42 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(loop_config, uninterru
   assert int(state.step) == 3
   assert "checkpoints/4" in caplog.text and "unreadable" in caplog.text
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "4"))  # nothing was deleted
+
+
+def test_evaluation_cli_on_a_trained_checkpoint(loop_config, uninterrupted, shared_data, tmp_path):
+  """Flow, DAVIS propagation and both linear probes run on the checkpoint the loop wrote."""
+  from PIL import Image
+  from skimage import data as skdata
+  from mcjepa_jax.evaluate.davis import load_sequence
+  from mcjepa_jax.evaluate.main import run
+  workdir, _, _ = uninterrupted
+  rng = np.random.default_rng(0)
+  for split in ("train", "test"):
+    for label, name in enumerate(("brick", "grass")):
+      texture = np.asarray(getattr(skdata, name)())
+      folder = tmp_path / split / name
+      folder.mkdir(parents=True)
+      for i in range(4):
+        y, x = rng.integers(0, 300, size=2)
+        Image.fromarray(texture[y:y + 96, x:x + 96]).save(folder / f"{i}.png")
+  voc = tmp_path / "voc"
+  for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+    (voc / sub).mkdir(parents=True)
+  frames, masks = load_sequence(str(shared_data / "DAVIS"), "blackswan", max_frames=4)
+  for i, (frame, mask) in enumerate(zip(frames, masks)):
+    Image.fromarray((frame * 255).astype(np.uint8)).save(voc / "JPEGImages" / f"{i}.jpg")
+    Image.fromarray(mask.astype(np.uint8), mode="P").save(voc / "SegmentationClass" / f"{i}.png")
+  (voc / "ImageSets/Segmentation/train.txt").write_text("0\n1\n2\n")
+  (voc / "ImageSets/Segmentation/val.txt").write_text("3\n")
+
+  config = loop_config.copy_and_resolve_references()
+  config.eval.probe.steps, config.eval.probe.classify_size, config.eval.probe.segment_size = 50, 64, 128
+  config.eval.probe.num_classes = 2
+  results = run(config, workdir, str(shared_data), ["flow", "davis", "classify", "segment"], max_pairs=1,
+                davis_max_frames=3, classify=(str(tmp_path / "train"), str(tmp_path / "test")),
+                segment_root=str(voc))
+  assert results["checkpoint_step"] == 4
+  assert np.isfinite(results["flow"]["sintel_clean"]["epe"])
+  assert 0 <= results["davis"]["mean"]["propagation"]["J&F"] <= 1
+  assert results["classify"]["test"] == 8 and 0 <= results["classify"]["top1"] <= 1
+  assert 0 <= results["segment"]["miou"] <= 1 and results["segment"]["test"] == 1

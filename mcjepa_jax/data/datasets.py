@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from mcjepa_jax.data.formats import DataFormatError, read_flow, read_image, read_pair
+from mcjepa_jax.data.formats import DataFormatError, read_flow, read_image, read_mask, read_pair
 
 
 class PairSource:
@@ -330,3 +330,36 @@ def make_image_source(spec):
   if not name:
     raise ValueError("config.data.image_set.name is empty: 'folder' or a TFDS name such as 'imagenet2012'")
   return TFDSImages(name, spec.get("data_dir"), spec.get("split", "train"))
+
+
+class SegmentationFolder:
+  """Images with per-pixel class maps, VOC layout: JPEGImages/*.jpg, SegmentationClass/*.png (palette
+  indices, 255 = ignore) and optionally ImageSets/Segmentation/<split>.txt; items are
+  {"frame1": [H, W, 3], "mask": [H, W] int32}."""
+
+  def __init__(self, root, split=None, images="JPEGImages", masks="SegmentationClass"):
+    self.images, self.masks = _require_dir(os.path.join(root, images)), _require_dir(os.path.join(root, masks))
+    if split:
+      list_file = os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt")
+      if not os.path.exists(list_file):
+        raise DataFormatError(f"{list_file}: split list not found")
+      with open(list_file) as f:
+        stems = [line.strip() for line in f if line.strip()]
+    else:
+      stems = sorted(os.path.splitext(f)[0] for f in os.listdir(self.masks) if f.endswith(".png"))
+    if not stems:
+      raise DataFormatError(f"{self.masks}: no masks found")
+    self.stems = stems
+
+  def __len__(self):
+    return len(self.stems)
+
+  def __getitem__(self, index):
+    stem = self.stems[index]
+    candidates = [os.path.join(self.images, stem + e) for e in (".jpg", ".png", ".jpeg")]
+    image_path = next((c for c in candidates if os.path.exists(c)), candidates[0])
+    image, mask = read_image(image_path), read_mask(os.path.join(self.masks, stem + ".png"))
+    if mask.shape != image.shape[:2]:
+      raise DataFormatError(f"{os.path.join(self.masks, stem + '.png')}: mask {mask.shape} does not match "
+                            f"{image_path} {image.shape[:2]}")
+    return {"frame1": image, "mask": mask}

@@ -1,13 +1,17 @@
 """Evaluation command line: the paper's protocols on a trained checkpoint.
 
   python -m mcjepa_jax.evaluate.main --config configs/NAME.py --workdir DIR --data_root /datasets \
-      [--tasks flow,davis] [--mode pad|resize] [--max_pairs N] [--davis_max_frames N]
+      [--tasks flow,davis,classify,segment] [--mode pad|resize] [--max_pairs N] [--davis_max_frames N]
+      [--classify_train DIR --classify_test DIR]  [--segment_root VOC_ROOT]
 
 Restores the newest checkpoint in DIR (the same config it was trained with),
 evaluates every release folder found under --data_root (Sintel/, KITTI/ or
 data_scene_flow/, FlyingChairs_release/, DAVIS/), prints the tables and
 writes DIR/eval_protocols.json. `--baseline` skips the checkpoint and
-reports the zero-flow and repeated-first-mask baselines only.
+reports the zero-flow and repeated-first-mask baselines only. Linear probes:
+`classify` trains a linear classifier on pooled features of two labelled image
+folders (class = sub-folder); `segment` a per-pixel linear layer on a VOC-layout
+root (JPEGImages, SegmentationClass, ImageSets/Segmentation/{train,val}.txt).
 """
 
 import json
@@ -24,17 +28,27 @@ _MODE = flags.DEFINE_enum("mode", "pad", ["pad", "resize"], "Frames to a multipl
                           "or by resizing (flow rescaled back exactly).")
 _MAX_PAIRS = flags.DEFINE_integer("max_pairs", None, "Evaluate at most this many pairs per flow dataset.")
 _DAVIS_FRAMES = flags.DEFINE_integer("davis_max_frames", None, "Use at most this many frames per DAVIS video.")
+_CLASSIFY_TRAIN = flags.DEFINE_string("classify_train", None, "Labelled image folder to fit the probe on.")
+_CLASSIFY_TEST = flags.DEFINE_string("classify_test", None, "Labelled image folder to score the probe on.")
+_SEGMENT_ROOT = flags.DEFINE_string("segment_root", None, "VOC-layout root for the segmentation probe.")
 _BASELINE = flags.DEFINE_bool("baseline", False, "Only the zero-flow / first-mask baselines (no checkpoint).")
 flags.mark_flags_as_required(["config", "workdir", "data_root"])
 
 
-def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max_frames=None, baseline=False):
-  """Runs the protocols; returns the results dict (also written to workdir/eval_protocols.json)."""
-  from mcjepa_jax.evaluate import davis, protocols  # pylint: disable=g-import-not-at-top
+def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max_frames=None, baseline=False,
+        classify=None, segment_root=None):
+  """Runs the protocols; returns the results dict (also written to workdir/eval_protocols.json).
+
+  classify: optional (train folder, test folder) for the classification probe.
+  """
+  from mcjepa_jax.data.datasets import ImageFolder, SegmentationFolder  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.evaluate import davis, probes, protocols  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.evaluate.flow_eval import make_flow_predictor  # pylint: disable=g-import-not-at-top
-  unknown = set(tasks) - {"flow", "davis"}
+  unknown = set(tasks) - {"flow", "davis", "classify", "segment"}
   if unknown:
-    raise ValueError(f"--tasks: unknown {sorted(unknown)} (known: flow, davis)")
+    raise ValueError(f"--tasks: unknown {sorted(unknown)} (known: flow, davis, classify, segment)")
+  if baseline and {"classify", "segment"} & set(tasks):
+    raise ValueError("--baseline has no meaning for the linear probes: they need a checkpoint")
   predictor = variables = feature_fn = None
   model = None
   if not baseline:
@@ -60,6 +74,22 @@ def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max
     results["davis"] = protocols.evaluate_davis(davis_root, feature_fn, propagation, cfg.resolution,
                                                 cfg.split_file or None, davis_max_frames)
     print(protocols.format_davis_table(results["davis"]), flush=True)
+  probe_cfg = config.eval.probe
+  probe = probes.ProbeConfig(probe_cfg.steps, probe_cfg.learning_rate, probe_cfg.weight_decay,
+                             probe_cfg.batch_size)
+  if "classify" in tasks:
+    if not classify or not all(classify):
+      raise ValueError("--tasks classify needs --classify_train and --classify_test folders")
+    results["classify"] = protocols.run_classification_probe(
+        model, variables, ImageFolder(classify[0]), ImageFolder(classify[1]), probe_cfg.classify_size, probe)
+    print(f"linear classification top-1: {100 * results['classify']['top1']:.2f} %", flush=True)
+  if "segment" in tasks:
+    if not segment_root:
+      raise ValueError("--tasks segment needs --segment_root (a VOC-layout folder)")
+    results["segment"] = protocols.run_segmentation_probe(
+        model, variables, SegmentationFolder(segment_root, "train"), SegmentationFolder(segment_root, "val"),
+        probe_cfg.segment_size, probe_cfg.segment_level, probe_cfg.num_classes, probe)
+    print(f"linear segmentation mIoU: {100 * results['segment']['miou']:.2f} %", flush=True)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "eval_protocols.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -70,7 +100,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   run(_CONFIG.value, _WORKDIR.value, _DATA_ROOT.value, _TASKS.value, _MODE.value, _MAX_PAIRS.value,
-      _DAVIS_FRAMES.value, _BASELINE.value)
+      _DAVIS_FRAMES.value, _BASELINE.value, (_CLASSIFY_TRAIN.value, _CLASSIFY_TEST.value), _SEGMENT_ROOT.value)
 
 
 if __name__ == "__main__":

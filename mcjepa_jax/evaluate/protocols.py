@@ -125,3 +125,40 @@ def standard_flow_sets(root):
     specs.append({"name": "flyingchairs", "root": chairs, "split": "val" if has_split else "all",
                   "label": "flyingchairs_val" if has_split else "flyingchairs"})
   return specs
+
+
+def _resized_images(source, size):
+  """All images of a source resized to size x size: [N, size, size, 3]."""
+  return np.stack([np.asarray(jax.image.resize(source[i]["frame1"], (size, size, 3), "bilinear"))
+                   for i in range(len(source))])
+
+
+def _resized_masks(source, size):
+  """All masks of a source at size x size by nearest neighbour: [N, size, size]."""
+  out = []
+  for i in range(len(source)):
+    mask = source[i]["mask"]
+    ys = ((np.arange(size) + 0.5) * mask.shape[0] / size).astype(int)
+    xs = ((np.arange(size) + 0.5) * mask.shape[1] / size).astype(int)
+    out.append(mask[ys][:, xs])
+  return np.stack(out)
+
+
+def run_classification_probe(model, variables, train_source, test_source, size, cfg):
+  """Linear classification on pooled frozen features of two labelled image sources (folder or TFDS)."""
+  from mcjepa_jax.evaluate import probes  # pylint: disable=g-import-not-at-top
+  train_labels = np.asarray([train_source[i]["label"] for i in range(len(train_source))])
+  test_labels = np.asarray([test_source[i]["label"] for i in range(len(test_source))])
+  train = probes.extract_features(model, variables, _resized_images(train_source, size))
+  test = probes.extract_features(model, variables, _resized_images(test_source, size))
+  num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+  return probes.classification_probe(train, train_labels, test, test_labels, num_classes, cfg)
+
+
+def run_segmentation_probe(model, variables, train_source, test_source, size, level, num_classes, cfg):
+  """Per-pixel linear segmentation on frozen level-`level` features of two SegmentationFolder sources."""
+  from mcjepa_jax.evaluate import probes  # pylint: disable=g-import-not-at-top
+  train = probes.extract_features(model, variables, _resized_images(train_source, size), level)
+  test = probes.extract_features(model, variables, _resized_images(test_source, size), level)
+  return probes.segmentation_probe(train, _resized_masks(train_source, size), test,
+                                   _resized_masks(test_source, size), num_classes, cfg)
