@@ -4,7 +4,8 @@ Usage:
   python -m mcjepa_jax.main --config configs/mcjepa_real.py:root=/datasets,tfds_dir=/datasets/tfds \
       --workdir workdirs/real
 `root` must hold FlyingChairs_release/, FlyingThings3D/ (frames_cleanpass, frames_finalpass,
-optical_flow), Sintel/ (training/ and test/ frames), KITTI/ (training/image_2, ...), HD1K/
+optical_flow), Sintel/ (training/ and test/ frames), KITTI_multiview/ (the multiview extension,
+testing/image_2/NNNNNN_00..20.png), HD1K/
 (hd1k_input/); `tfds_dir` an `imagenet2012` prepared in array_record format. Missing folders are
 reported by name. Repetition factors follow the usual unsupervised-flow mixtures: the small,
 realistic sets are repeated so that each epoch sees them about as often as FlyingChairs.
@@ -30,7 +31,7 @@ def get_config(arg=None):
            repeat=10),
       dict(name="sintel", root=os.path.join(root, "Sintel"), render="final", split="test", with_flow=False,
            repeat=10),
-      dict(name="kitti", root=os.path.join(root, "KITTI"), split="testing", with_flow=False, repeat=50),
+      dict(name="kitti", root=os.path.join(root, "KITTI_multiview"), split="testing", multiview=True, repeat=5),
       dict(name="hd1k", root=os.path.join(root, "HD1K"), repeat=5),
   ]
   data.image_set = dict(name="imagenet2012", data_dir=arg.tfds_dir, split="train", root="")

@@ -73,3 +73,15 @@ def test_unlabeled_video_frames_and_mixture(shared_data):
   np.testing.assert_array_equal(mixture[67 + 5]["frame1"], video[5]["frame1"])
   np.testing.assert_array_equal(mixture[2 * 67 + 9 + 2]["frame1"], mixture[2 * 67 + 2]["frame1"])
   assert len(davis) > 100
+
+
+def test_kitti_multiview_pairs_stay_inside_their_scene(tmp_path):
+  folder = tmp_path / "testing" / "image_2"
+  folder.mkdir(parents=True)
+  for scene in ("000000", "000001"):
+    for frame in range(21):
+      (folder / f"{scene}_{frame:02d}.png").write_bytes(b"")
+  source = datasets.KITTI(str(tmp_path), split="testing", multiview=True)
+  assert len(source) == 2 * 20
+  assert all(a.split("_")[-2] == b.split("_")[-2] for a, b, _ in source.pairs)
+  assert source.pairs[0][0].endswith("000000_00.png") and source.pairs[0][1].endswith("000000_01.png")

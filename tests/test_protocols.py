@@ -74,3 +74,18 @@ def test_cli_baselines_on_the_shared_samples(shared_data, tiny_config, tmp_path)
   assert 0 < first_mask["J&F"] < 1
   with open(tmp_path / "eval_protocols.json") as f:
     assert json.load(f)["davis"]["mean"]["first_mask"]["J"] == pytest.approx(first_mask["J"])
+
+
+def test_epe_and_fl_all_hand_cases():
+  from mcjepa_jax.evaluate.flow_eval import flow_metrics
+  gt = np.zeros((1, 4, 2), np.float32)
+  gt[0, :, 0] = [10.0, 100.0, 2.0, 50.0]
+  flow = gt.copy()
+  flow[0, 0, 0] += 4.0   # EPE 4 > 3 px and > 5 % of 10: outlier
+  flow[0, 1, 1] += 4.0   # EPE 4 > 3 px but < 5 % of 100: not an outlier
+  flow[0, 2, 0] += 2.5   # EPE 2.5 < 3 px: not an outlier
+  flow[0, 3, 0] += 30.0  # outlier, but marked invalid below
+  valid = np.array([[True, True, True, False]])
+  metrics = flow_metrics(flow, gt, valid)
+  assert metrics["epe"] == pytest.approx((4 + 4 + 2.5) / 3)
+  assert metrics["fl"] == pytest.approx(1 / 3)

@@ -128,13 +128,24 @@ class Sintel(PairSource):
 class KITTI(PairSource):
   """KITTI flow 2015 (image_2/NNNNNN_10.png, _11.png) or 2012 (colored_0/...), ground truth
   flow_occ/ (all pixels) or flow_noc/ (non-occluded) as 16-bit PNG; `with_flow=False` lists
-  frame pairs only (e.g. testing/ or the multiview extension)."""
+  frame pairs only (e.g. testing/). `multiview=True` lists every consecutive pair of the
+  multiview extension (NNNNNN_00.png ... _20.png per scene, no ground truth), for
+  self-supervised training."""
 
   name = "KITTI"
 
-  def __init__(self, root, split="training", version=2015, flow="occ", with_flow=True):
+  def __init__(self, root, split="training", version=2015, flow="occ", with_flow=True, multiview=False):
     images = _require_dir(os.path.join(root, split, "image_2" if version == 2015 else "colored_0"))
     pairs = []
+    if multiview:
+      scenes = {}
+      for path in sorted(glob.glob(os.path.join(images, "*_*.png"))):
+        scene, frame = os.path.basename(path)[:-4].split("_")
+        scenes.setdefault(scene, {})[int(frame)] = path
+      for frames in scenes.values():
+        pairs += [(frames[i], frames[i + 1], None) for i in sorted(frames) if i + 1 in frames]
+      super().__init__(pairs, root)
+      return
     for first in sorted(glob.glob(os.path.join(images, "*_10.png"))):
       stem = os.path.basename(first)[:-len("_10.png")]
       gt = os.path.join(root, split, f"flow_{flow}", f"{stem}_10.png") if with_flow else None
