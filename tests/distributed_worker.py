@@ -6,6 +6,10 @@
       any, takes one step, saves it, prints JSON with the step's loss and
       writes the parameters after it to PARAMS_NPZ (and the restored ones,
       if any, to PARAMS_restored.npz).
+  python distributed_worker.py save_and_continue WORKDIR PARAMS_NPZ FSDP
+      The same, then one more step without saving: its loss is the "next-step
+      loss" a restored run must reproduce (parameters after the save go to
+      PARAMS_saved.npz).
   python distributed_worker.py restore WORKDIR PARAMS_NPZ FSDP
       Restores WORKDIR's newest checkpoint and writes its parameters.
 
@@ -49,12 +53,15 @@ def main():
   from mcjepa_jax.train.loop import prepare  # pylint: disable=g-import-not-at-top
   run = prepare(tiny_config(fsdp), workdir)
   out = {"restored_step": run.restored_step, "devices": jax.device_count(), "processes": jax.process_count()}
-  if mode == "step":
+  if mode in ("step", "save_and_continue"):
     if run.restored_step is not None:
       _write_params(out_path.replace(".npz", "_restored.npz"), run.state.params)
     run.state, metrics = run.step_fn(run.state, run.next_batch())
     run.save(force=True)
     run.manager.wait_until_finished()
+    if mode == "save_and_continue":
+      _write_params(out_path.replace(".npz", "_saved.npz"), run.state.params)
+      run.state, metrics = run.step_fn(run.state, run.next_batch())
     out["loss"] = float(metrics["total"])
     out["step"] = int(run.state.step)
   _write_params(out_path, run.state.params)

@@ -86,19 +86,18 @@ def test_two_processes_take_the_single_process_step_and_their_checkpoint_restore
 
 def test_checkpoint_saved_on_8_devices_continues_on_2_and_1(tmp_path, cache_dir):
   saved = tmp_path / "eight"
-  first = _run(["step", saved, tmp_path / "step1.npz", 2], 8, cache_dir)
-  assert first["devices"] == 8 and first["step"] == 1
-  for name in ("on2", "on1"):
-    shutil.copytree(saved, tmp_path / name)
-  losses = {}
-  for name, devices, fsdp in (("eight", 8, 2), ("on2", 2, 2), ("on1", 1, 1)):
-    result = _run(["step", tmp_path / name, tmp_path / f"{name}.npz", fsdp], devices, cache_dir)
+  # Step 1 on 8 devices (data=4, fsdp=2), save, then step 2 there: the reference next-step loss.
+  eight = _run(["save_and_continue", saved, tmp_path / "eight.npz", 2], 8, cache_dir)
+  assert eight["devices"] == 8 and eight["step"] == 2
+  saved_params = _params(tmp_path / "eight_saved.npz")
+  for name, devices, fsdp in (("on2", 2, 2), ("on1", 1, 1)):
+    workdir = tmp_path / name
+    shutil.copytree(saved, workdir)
+    shutil.rmtree(workdir / "checkpoints" / "2", ignore_errors=True)
+    result = _run(["step", workdir, tmp_path / f"{name}.npz", fsdp], devices, cache_dir)
     assert result["restored_step"] == 1 and result["step"] == 2 and result["devices"] == devices
-    losses[name] = result["loss"]
-  saved_params = _params(tmp_path / "step1.npz")
-  for name in ("eight", "on2", "on1"):
     restored = _params(tmp_path / f"{name}_restored.npz")
     assert all(np.array_equal(restored[k], saved_params[k]) for k in saved_params), name
-    assert abs(losses[name] - losses["eight"]) <= 1e-5 * abs(losses["eight"]), losses
+    assert abs(result["loss"] - eight["loss"]) <= 1e-5 * abs(eight["loss"]), (name, result, eight)
   # (Parameters after the next step are not compared leaf by leaf: Adam turns the float32
   # noise of gradients that are zero in exact arithmetic into full-size updates.)

@@ -15,7 +15,6 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import metric_writers, periodic_actions
 from etils import epath
 
 from mcjepa_jax.data.pipeline import TrainInput, heldout_source, stack_samples
@@ -121,6 +120,8 @@ def train_and_evaluate(config, workdir, max_steps=None):
   Returns:
     (final TrainState, evaluation results dict or None if stopped early).
   """
+  # clu's writers import TensorFlow (seconds): only the full loop needs them, not `prepare`.
+  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   train_cfg = config.train
   # Every process trains and takes part in checkpointing; only process 0 writes logs and pictures.
   is_main = jax.process_index() == 0
