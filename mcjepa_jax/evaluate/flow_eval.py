@@ -78,25 +78,32 @@ def flow_metrics(flow, gt, valid=None):
 
 
 def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
-  """EPE and Fl-all over an iterable of (frame1, frame2, gt_flow, valid), with the zero-flow baseline.
+  """EPE and Fl-all over an iterable of (frame1, frame2, gt_flow, valid[, regions]), with the zero-flow baseline.
 
+  `regions` (optional) is {name: [H, W] bool}: EPE restricted to each region is
+  reported as "epe_<name>" (e.g. Sintel's matched / unmatched pixels).
   `predictor=None` evaluates the zero flow only (for baselines).
 
   Returns:
     (row, first): row is a dict with "epe", "fl" (means over pairs of the
-    per-pair values), "zero_epe", "zero_fl" and "pairs"; first is (frame1,
-    frame2, predicted flow, gt_flow) of the first pair, for pictures.
+    per-pair values; NaN-skipping for regions absent from a pair), "zero_epe",
+    "zero_fl", the region EPEs and "pairs"; first is (frame1, frame2, predicted
+    flow, gt_flow) of the first pair, for pictures.
   """
   rows, first = [], None
-  for frame1, frame2, gt, valid in pairs:
+  for frame1, frame2, gt, valid, *regions in pairs:
     flow = (np.zeros_like(gt) if predictor is None
             else predict_flow(predictor, variables, frame1, frame2, multiple, mode))
     zero = flow_metrics(np.zeros_like(gt), gt, valid)
-    rows.append({**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]})
+    row = {**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]}
+    for name, region in (regions[0] if regions else {}).items():
+      row[f"epe_{name}"] = endpoint_error(flow, gt, region if valid is None else region & valid)
+    rows.append(row)
     if first is None:
       first = (frame1, frame2, flow, gt)
   if not rows:
     raise ValueError("no pairs to evaluate")
-  row = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-  row["pairs"] = len(rows)
-  return row, first
+  keys = dict.fromkeys(k for r in rows for k in r)
+  summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
+  summary["pairs"] = len(rows)
+  return summary, first

@@ -112,7 +112,7 @@ def classification_probe(train_features, train_labels, test_features, test_label
           "test": len(test_labels)}
 
 
-def _labels_at(masks, size):
+def nearest_labels(masks, size):
   """Nearest-neighbour [N, H, W] labels at the feature grid [N, h, w] (cell centres)."""
   height, width = masks.shape[1:]
   ys = ((np.arange(size[0]) + 0.5) * height / size[0]).astype(int)
@@ -123,7 +123,7 @@ def _labels_at(masks, size):
 def segmentation_probe(train_features, train_masks, test_features, test_masks, num_classes, cfg=ProbeConfig()):
   """mIoU of a per-cell linear classifier on [N, h, w, C] features against [N, H, W] label maps."""
   size = train_features.shape[1:3]
-  cells = _labels_at(np.asarray(train_masks), size)
+  cells = nearest_labels(np.asarray(train_masks), size)
   predict = train_linear(train_features.reshape(-1, train_features.shape[-1]), cells.ravel(), num_classes, cfg)
   confusion = np.zeros((num_classes, num_classes), np.int64)
   for features, mask in zip(test_features, np.asarray(test_masks)):

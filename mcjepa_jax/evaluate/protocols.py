@@ -12,7 +12,7 @@ import numpy as np
 
 from mcjepa_jax.data.datasets import Sintel, make_flow_source
 from mcjepa_jax.evaluate import davis
-from mcjepa_jax.evaluate.flow_eval import endpoint_error, flow_metrics, pad_to_multiple, predict_flow
+from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, pad_to_multiple
 
 
 def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max_pairs=None):
@@ -20,27 +20,18 @@ def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max
 
   `predictor=None` evaluates the zero flow.
   """
-  sums, count = {}, 0
-  for index in range(len(source) if max_pairs is None else min(max_pairs, len(source))):
-    sample = source[index]
-    gt, valid = sample["flow"], sample["valid"]
-    flow = (np.zeros_like(gt) if predictor is None
-            else predict_flow(predictor, variables, sample["frame1"], sample["frame2"], multiple, mode))
-    row = flow_metrics(flow, gt, valid)
-    zero = flow_metrics(np.zeros_like(gt), gt, valid)
-    row.update(zero_epe=zero["epe"], zero_fl=zero["fl"])
-    if isinstance(source, Sintel):
-      occluded, invalid = source.masks(index)
-      if occluded is not None:
-        usable = valid if invalid is None else valid & ~invalid
-        row["epe_matched"] = endpoint_error(flow, gt, usable & ~occluded)
-        row["epe_unmatched"] = endpoint_error(flow, gt, usable & occluded)
-    for key, value in row.items():
-      sums.setdefault(key, []).append(value)
-    count += 1
-  result = {k: float(np.nanmean(v)) for k, v in sums.items()}
-  result["pairs"] = count
-  return result
+  def pairs():
+    for index in range(len(source) if max_pairs is None else min(max_pairs, len(source))):
+      sample = source[index]
+      regions = {}
+      if isinstance(source, Sintel):
+        occluded, invalid = source.masks(index)
+        if occluded is not None:
+          usable = np.ones_like(occluded) if invalid is None else ~invalid
+          regions = {"matched": usable & ~occluded, "unmatched": usable & occluded}
+      yield sample["frame1"], sample["frame2"], sample["flow"], sample["valid"], regions
+
+  return evaluate_pairs(predictor, variables, pairs(), multiple, mode)[0]
 
 
 def evaluate_flow_sets(specs, predictor, variables, multiple, mode="pad", max_pairs=None):
@@ -135,13 +126,8 @@ def _resized_images(source, size):
 
 def _resized_masks(source, size):
   """All masks of a source at size x size by nearest neighbour: [N, size, size]."""
-  out = []
-  for i in range(len(source)):
-    mask = source[i]["mask"]
-    ys = ((np.arange(size) + 0.5) * mask.shape[0] / size).astype(int)
-    xs = ((np.arange(size) + 0.5) * mask.shape[1] / size).astype(int)
-    out.append(mask[ys][:, xs])
-  return np.stack(out)
+  from mcjepa_jax.evaluate.probes import nearest_labels  # pylint: disable=g-import-not-at-top
+  return np.concatenate([nearest_labels(source[i]["mask"][None], (size, size)) for i in range(len(source))])
 
 
 def run_classification_probe(model, variables, train_source, test_source, size, cfg):
