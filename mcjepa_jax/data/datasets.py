@@ -180,7 +180,7 @@ class FramePairs(PairSource):
 
   `root` is a video file, a folder of frames, or a folder holding frame
   folders (e.g. DAVIS JPEGImages/480p) and/or video files (decoded with PyAV).
-  Videos are decoded once, on first use.
+  Videos are decoded once, when the source is built, and kept in memory.
   """
 
   name = "video frame"
@@ -197,7 +197,9 @@ class FramePairs(PairSource):
       folders = [root] + [e for e in entries if os.path.isdir(e)]
     pairs = []
     for video in videos:
-      count = video_length(video)
+      # Counting frames means decoding them (container counts are unreliable): keep them.
+      self._videos[video] = read_video(video)
+      count = len(self._videos[video])
       pairs += [((video, i), (video, i + stride), None) for i in range(count - stride)]
     for folder in folders:
       frames = sorted(os.path.join(folder, f) for f in os.listdir(folder)
@@ -208,10 +210,7 @@ class FramePairs(PairSource):
   def __getitem__(self, index):
     first, second, _ = self.pairs[index]
     if isinstance(first, tuple):
-      path = first[0]
-      if path not in self._videos:
-        self._videos[path] = read_video(path)
-      video = self._videos[path]
+      video = self._videos[first[0]]
       return {"frame1": video[first[1]], "frame2": video[second[1]]}
     return super().__getitem__(index)
 
@@ -222,12 +221,6 @@ def _open_video(path):
     return av.open(str(path))
   except (av.error.FFmpegError, OSError) as e:
     raise DataFormatError(f"{path}: cannot open video ({e})") from None
-
-
-def video_length(path):
-  """Number of frames of a video file (decodes it: container frame counts are unreliable)."""
-  with _open_video(path) as container:
-    return sum(1 for _ in container.decode(video=0))
 
 
 def read_video(path):

@@ -8,7 +8,6 @@ Importable from a notebook; `mcjepa_jax.main` is the command-line entry.
 import dataclasses
 import json
 import logging
-import os
 import time
 from typing import Any, Callable, Optional
 
