@@ -38,6 +38,7 @@ def get_config(arg=None):
       flow_clip=128.0,
       layer_norm=True,
       norm_eps=1e-5,
+      normalize_features=False,      # UFlow's feature normalisation before the cost volume (our choice)
   )
   model.expander = dict(widths=(8192, 8192, 8192), bn_momentum=0.9, bn_eps=1e-5)
 
@@ -46,7 +47,9 @@ def get_config(arg=None):
   loss.flow_weight = 1.0
   loss.content_weight = 0.1          # flow-vs-content balance (paper Fig. 5)
   loss.reg = dict(weight=1.0, norm="l1")
-  loss.rec = dict(weight=1.0, l1=1.0, l2=0.0, ssim=1.0, census=0.0, census_patch=7)
+  # pyramid_weight > 0 adds the photometric loss at every estimated level on pooled images
+  # (losses/flow.py: pyramid_photometric_loss; our choice, used by the CPU demo).
+  loss.rec = dict(weight=1.0, l1=1.0, l2=0.0, ssim=1.0, census=0.0, census_patch=7, pyramid_weight=0.0)
   # The weight 75 belongs to flow in PWC-Net's units of 20 px (flow_scale, our
   # reading); on pixel-unit flow it outweighs the photometric gradient so much
   # that no flow is learned at all (measured on the demo data).

@@ -57,3 +57,20 @@ def test_gradient_matches_finite_differences():
     grad_a = jax.grad(loss)(a, b)
     numeric = (loss(a + 1e-6 * direction, b) - loss(a - 1e-6 * direction, b)) / 2e-6
     np.testing.assert_allclose(float(jnp.sum(grad_a * direction)), float(numeric), rtol=1e-6)
+
+
+def test_normalized_pair_has_joint_unit_moments_and_scale_free_costs():
+  from mcjepa_jax.models.flow_head import normalize_pair
+  rng = np.random.default_rng(4)
+  a = rng.normal(3.0, 2.0, size=(2, 6, 5, 4)).astype(np.float32)
+  b = rng.normal(1.0, 0.5, size=(2, 6, 5, 4)).astype(np.float32)
+  na, nb = map(np.asarray, normalize_pair(jnp.asarray(a), jnp.asarray(b)))
+  for i in range(2):  # per pair, jointly over both maps
+    mean = (a[i].mean() + b[i].mean()) / 2
+    std = np.sqrt((a[i].var() + b[i].var()) / 2)
+    np.testing.assert_allclose(na[i], (a[i] - mean) / std, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(nb[i], (b[i] - mean) / std, rtol=1e-4, atol=1e-5)
+  # Rescaling or shifting one pair's features leaves its cost volume unchanged.
+  scaled = normalize_pair(jnp.asarray(10 * a + 1), jnp.asarray(10 * b + 1))
+  np.testing.assert_allclose(np.asarray(correlation(*scaled, 1)), np.asarray(correlation(na, nb, 1)),
+                             rtol=1e-4, atol=1e-5)

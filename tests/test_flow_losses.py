@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcjepa_jax.losses import cycle_loss, feature_regression_loss, photometric_loss, smoothness_loss
+from mcjepa_jax.losses import (cycle_loss, feature_regression_loss, photometric_loss, pyramid_photometric_loss,
+                               smoothness_loss)
 
 
 def shifted_pair(shift_x, size=16, channels=3, seed=0):
@@ -35,6 +36,21 @@ def test_true_flow_beats_zero_flow_photometrically():
   assert float(photometric_loss(images, flow, *l1_only, occlusion_strength=1.0)) < 1e-6
   assert float(photometric_loss(images, flow, *l1_only, occlusion_strength=0.0)) > 1e-2
   assert float(photometric_loss(images, flow, *args, occlusion_strength=1.0)) < 0.5 * right
+
+
+def test_pyramid_photometric_loss_pools_images_to_each_level():
+  # A 4-pixel shift is a 2- and 1-pixel shift of the 2x2 and 4x4 block means.
+  images, flow = shifted_pair(4)
+  flows = {1: flow[:, ::2, ::2] / 2, 2: flow[:, ::4, ::4] / 4}
+  l1_only = (1.0, 0.0, 0.0, 0.01, 0.5)
+  assert float(pyramid_photometric_loss(images, flows, *l1_only, occlusion_strength=1.0)) < 1e-6
+  zero = {level: jnp.zeros_like(f) for level, f in flows.items()}
+  assert float(pyramid_photometric_loss(images, zero, *l1_only, occlusion_strength=1.0)) > 1e-2
+  # A level at the input resolution is the plain photometric loss.
+  args = (1.0, 0.0, 1.0, 0.01, 0.5)
+  np.testing.assert_allclose(float(pyramid_photometric_loss(images, {0: flow}, *args, occlusion_strength=0.0)),
+                             float(photometric_loss(images, flow, 1.0, 0.0, 1.0, 0.0, 7, 0.01, 0.5, 0.0)),
+                             rtol=1e-6)
 
 
 def test_identical_frames_zero_flow_give_zero_losses():

@@ -2,8 +2,9 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from mcjepa_jax.ops import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
+from mcjepa_jax.ops import area_downsample, census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 
 
 def numpy_ssim_dissimilarity(x, y, c1=0.01**2, c2=0.03**2):
@@ -72,3 +73,14 @@ def test_image_gradients():
   np.testing.assert_array_equal(np.asarray(gy), 5.0)
   gx2, _ = image_gradients(jnp.asarray(x), stride=2)
   np.testing.assert_array_equal(np.asarray(gx2), 2.0)
+
+
+def test_area_downsample_is_the_block_mean():
+  x = np.random.default_rng(3).uniform(size=(2, 12, 8, 3)).astype(np.float32)
+  expected = np.zeros((2, 3, 4, 3), np.float32)
+  for i in range(3):
+    for j in range(4):
+      expected[:, i, j] = x[:, 4 * i:4 * i + 4, 2 * j:2 * j + 2].mean(axis=(1, 2))
+  np.testing.assert_allclose(np.asarray(area_downsample(jnp.asarray(x), (3, 4))), expected, rtol=1e-6)
+  with pytest.raises(ValueError, match="multiple"):
+    area_downsample(jnp.asarray(x), (5, 4))

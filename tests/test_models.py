@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import abstract_variables, count_params, init_variables
@@ -68,8 +69,11 @@ def test_paper_pyramid_shapes(paper_config):
   assert {l: f.shape for l, f in out["flows"].items()} == {l: (2, 128 // 2**l, 192 // 2**l, 2) for l in (6, 5, 4, 3, 2)}
 
 
-def test_flow_head_on_identical_images_gives_finite_full_size_flow(tiny_config):
-  model = build_model(tiny_config.model)
+@pytest.mark.parametrize("normalize_features", [False, True])
+def test_flow_head_on_identical_images_gives_finite_full_size_flow(tiny_config, normalize_features):
+  config = tiny_config.copy_and_resolve_references()  # the fixture is shared by the session
+  config.model.flow_head.normalize_features = normalize_features
+  model = build_model(config.model)
   image = jnp.asarray(np.random.default_rng(0).uniform(size=(1, 64, 64, 3)).astype(np.float32))
   views = jnp.asarray(np.random.default_rng(1).uniform(size=(4, 64, 64, 3)).astype(np.float32))
   variables = init_variables(model, jax.random.key(0), image, image, views, views)

@@ -9,7 +9,7 @@ directions at once.
 import jax.numpy as jnp
 
 from mcjepa_jax.ops.directions import swap_halves
-from mcjepa_jax.ops.image import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
+from mcjepa_jax.ops.image import area_downsample, census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
 from mcjepa_jax.ops.warp import warp
 
@@ -93,6 +93,32 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
                            census_transform(warped, census_patch))
     # UFlow's robust penalty (|x| + 0.01)^0.4 of the soft Hamming distance.
     loss = loss + census_weight * jnp.mean(mask * (jnp.abs(hamming) + 0.01)**0.4)
+  return loss
+
+
+def pyramid_photometric_loss(images, flows, l1_weight, l2_weight, ssim_weight, alpha1, alpha2,
+                              occlusion_strength=1.0):
+  """Sum over estimated levels of `photometric_loss` on images area-pooled to each level's grid.
+
+  The full-resolution photometric gradient only sees a few pixels around each
+  pixel, so it says little about displacements larger than the texture scale.
+  On pooled images the same motion is a fraction of a pixel, which gives the
+  coarse estimators a direct, well-posed signal (the multi-scale photometric
+  losses of DSTFlow / ARFlow). Our choice, not the paper's; off by default.
+
+  Args:
+    images: stacked [2B, H, W, 3] frames in [0, 1].
+    flows: {level: stacked [2B, H_l, W_l, 2]} in pixels of each level's grid.
+    other args: see `photometric_loss` (no census: pooled images are too small for its patch).
+
+  Returns:
+    scalar.
+  """
+  loss = 0.0
+  for flow in flows.values():
+    pooled = area_downsample(images, flow.shape[1:3])
+    loss = loss + photometric_loss(pooled, flow, l1_weight, l2_weight, ssim_weight, 0.0, 0, alpha1, alpha2,
+                                   occlusion_strength)
   return loss
 
 

@@ -2,13 +2,14 @@
 
 import jax.numpy as jnp
 
-from mcjepa_jax.losses.flow import cycle_loss, feature_regression_loss, photometric_loss, smoothness_loss
+from mcjepa_jax.losses.flow import (cycle_loss, feature_regression_loss, photometric_loss, pyramid_photometric_loss,
+                                    smoothness_loss)
 from mcjepa_jax.losses.vc import pyramid_vc_loss
 from mcjepa_jax.losses.vicreg import vicreg_loss
 
 
 def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0, occlusion_strength=1.0):
-  """L_flow = reg + rec + smooth + cycle + vc, each with its weight from `cfg`.
+  """L_flow = reg + rec + smooth + cycle + vc [+ rec_pyramid], each with its weight from `cfg`.
 
   Args:
     video: output of `MCJEPA.video` (stacked pyramid, flows, pooled).
@@ -35,6 +36,10 @@ def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0, occlusion_strength=1.0
   }
   total = (cfg.reg.weight * terms["reg"] + cfg.rec.weight * terms["rec"] + cfg.smooth.weight * terms["smooth"]
            + cfg.cycle.weight * terms["cycle"] + cfg.vc.weight * vc_scale * terms["vc"])
+  if cfg.rec.pyramid_weight:
+    terms["rec_pyramid"] = pyramid_photometric_loss(images, video["flows"], cfg.rec.l1, cfg.rec.l2, cfg.rec.ssim,
+                                                    occ.alpha1, occ.alpha2, occlusion_strength)
+    total = total + cfg.rec.pyramid_weight * terms["rec_pyramid"]
   return total, terms
 
 

@@ -11,6 +11,7 @@ upsampled to the input resolution.
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from mcjepa_jax.ops.correlation import correlation
@@ -47,6 +48,27 @@ class ConvStack(nn.Module):
     return prediction, x
 
 
+def normalize_pair(a, b, eps=1e-8):
+  """Centres and scales two feature maps by their joint moments over (H, W, C) per pair.
+
+  UFlow normalises features before the cost volume so that correlation values
+  have the same scale at every level and throughout training (ConvNeXt's
+  residual streams grow; LayerNorm'd stem features do not). Moments are shared
+  by the two frames of each pair and taken per pair, so a prediction does not
+  depend on the rest of the batch.
+
+  Args:
+    a, b: [B, H, W, C].
+
+  Returns:
+    (a', b'), same shapes.
+  """
+  mean = (jnp.mean(a, axis=(1, 2, 3), keepdims=True) + jnp.mean(b, axis=(1, 2, 3), keepdims=True)) / 2
+  var = (jnp.var(a, axis=(1, 2, 3), keepdims=True) + jnp.var(b, axis=(1, 2, 3), keepdims=True)) / 2
+  scale = jax.lax.rsqrt(var + eps)
+  return (a - mean) * scale, (b - mean) * scale
+
+
 class PWCFlowHead(nn.Module):
   """Estimates flow from two feature pyramids.
 
@@ -58,6 +80,8 @@ class PWCFlowHead(nn.Module):
     negative_slope: LeakyReLU slope (0.1).
     flow_clip: flows are clipped to [-flow_clip, flow_clip] pixels at every level.
     layer_norm: LayerNorm after every conv but the predicting one.
+    normalize_features: centre and scale both feature maps before the cost
+      volume (`normalize_pair`; our choice, from UFlow).
   """
   levels: Sequence[int]
   corr_radius: int
@@ -68,6 +92,7 @@ class PWCFlowHead(nn.Module):
   flow_clip: float
   layer_norm: bool
   norm_eps: float
+  normalize_features: bool = False
 
   @nn.compact
   def __call__(self, source_pyramid, target_pyramid, output_size):
@@ -96,7 +121,10 @@ class PWCFlowHead(nn.Module):
       else:
         flow_up = resize_flow(flow, (height, width))
         warped = warp(target, flow_up)
-      cost = correlation(source, warped, self.corr_radius)
+      if self.normalize_features:
+        cost = correlation(*normalize_pair(source, warped), self.corr_radius)
+      else:
+        cost = correlation(source, warped, self.corr_radius)
       estimator = ConvStack(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
                             layer_norm=self.layer_norm, negative_slope=self.negative_slope,
                             norm_eps=self.norm_eps, name=f"estimator{level}")

@@ -101,7 +101,8 @@ def build_model(config):
       levels=tuple(head.levels), corr_radius=head.corr_radius,
       estimator_widths=tuple(head.estimator_widths), context_widths=tuple(head.context_widths),
       context_dilations=tuple(head.context_dilations), negative_slope=head.negative_slope,
-      flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps)
+      flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps,
+      normalize_features=head.normalize_features)
   exp = config.expander
   expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps)
   return MCJEPA(encoder=encoder, flow_head=flow_head, expander=expander,

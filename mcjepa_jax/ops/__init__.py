@@ -2,11 +2,12 @@
 
 from mcjepa_jax.ops.correlation import correlation
 from mcjepa_jax.ops.directions import swap_halves
-from mcjepa_jax.ops.image import census_transform, image_gradients, soft_hamming, ssim_dissimilarity
+from mcjepa_jax.ops.image import area_downsample, census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
 from mcjepa_jax.ops.warp import resize_flow, upsample_flow, warp, warp_with_mask
 
 __all__ = [
+    "area_downsample",
     "census_transform",
     "correlation",
     "forward_backward_occlusion",

@@ -17,6 +17,20 @@ def _box_mean(x, size):
   return summed / (size * size)
 
 
+def area_downsample(x, size):
+  """Average-pools [B, H, W, C] to `size` (h, w); H and W must be multiples of h and w.
+
+  Area pooling is the exact image of a pyramid level: each level-l pixel
+  covers a (H/h) x (W/w) block of input pixels.
+  """
+  batch, height, width, channels = x.shape
+  out_h, out_w = size
+  if height % out_h or width % out_w:
+    raise ValueError(f"area_downsample: {height}x{width} is not a multiple of {out_h}x{out_w}")
+  blocks = x.reshape(batch, out_h, height // out_h, out_w, width // out_w, channels)
+  return blocks.mean(axis=(2, 4))
+
+
 def ssim_dissimilarity(x, y, window=3, c1=0.01**2, c2=0.03**2):
   """Per-pixel structural dissimilarity (1 - SSIM) / 2 over a window x window box.
 
