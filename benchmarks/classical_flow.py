@@ -36,13 +36,15 @@ def main():
   config = load_config(args.config)
   source = heldout_source(config.data, config.seed)
   samples = [source[i] for i in range(len(source))]
-  rows = [("zero flow", [endpoint_error(np.zeros_like(s["flow"]), s["flow"]) for s in samples],
-           [endpoint_error(np.zeros_like(s["flow"]), s["flow"], s["visible"]) for s in samples], 0.0)]
-  for attachment in args.attachment:
+  methods = [("zero flow", lambda s: np.zeros_like(s["flow"]))]
+  methods += [(f"TV-L1, attachment {a:g}", lambda s, a=a: tvl1_flow(s["frame1"], s["frame2"], a))
+              for a in args.attachment]
+  rows = []
+  for name, method in methods:
     started = time.perf_counter()
-    flows = [tvl1_flow(s["frame1"], s["frame2"], attachment) for s in samples]
+    flows = [method(s) for s in samples]
     seconds = (time.perf_counter() - started) / len(samples)
-    rows.append((f"TV-L1, attachment {attachment:g}", [endpoint_error(f, s["flow"]) for f, s in zip(flows, samples)],
+    rows.append((name, [endpoint_error(f, s["flow"]) for f, s in zip(flows, samples)],
                  [endpoint_error(f, s["flow"], s["visible"]) for f, s in zip(flows, samples)], seconds))
   print(f"held-out generated pairs: {len(samples)} x {samples[0]['flow'].shape[:2]}")
   print(f"{'method':<28} {'EPE':>7} {'EPE visible':>12} {'s/pair':>8}")
