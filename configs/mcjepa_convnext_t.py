@@ -20,6 +20,7 @@ def get_config(arg=None):
   model.encoder = dict(
       name="convnext",
       stem_widths=(48, 48),          # levels 1 (H/2) and 2 (H/4)
+      stem_kernels=(4, 3),           # DESIGN.md 2; (4, 4) keeps levels 2-6 on the half-pixel grid
       depths=(3, 3, 9, 3),
       widths=(96, 192, 384, 768),    # levels 3..6 (H/8 .. H/64)
       kernel_size=7,
@@ -39,7 +40,13 @@ def get_config(arg=None):
       layer_norm=True,
       norm_eps=1e-5,
       normalize_features=False,      # UFlow's feature normalisation before the cost volume (our choice)
+      feature_widths=(),             # per-level matching convs trained by the flow loss (our choice; paper: none)
+      corr_activation=False,         # LeakyReLU on the cost volume (PWC-Net)
+      pass_features=False,           # upsampled coarser estimator features into the next level (PWC-Net)
   )
+  # Factor on the content loss's gradient leaving each pyramid level (1-6) down the encoder:
+  # 1 everywhere is the paper; 0 at levels 1-2 leaves the stem to the flow loss (our choice).
+  model.content_grad_scales = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
   model.expander = dict(widths=(8192, 8192, 8192), bn_momentum=0.9, bn_eps=1e-5)
 
   # ---- objective (DESIGN.md 4) ----
@@ -49,11 +56,17 @@ def get_config(arg=None):
   loss.reg = dict(weight=1.0, norm="l1")
   # pyramid_weight > 0 adds the photometric loss at every estimated level on pooled images
   # (losses/flow.py: pyramid_photometric_loss; our choice, used by the CPU demo).
-  loss.rec = dict(weight=1.0, l1=1.0, l2=0.0, ssim=1.0, census=0.0, census_patch=7, pyramid_weight=0.0)
-  # The weight 75 belongs to flow in PWC-Net's units of 20 px (flow_scale, our
-  # reading); on pixel-unit flow it outweighs the photometric gradient so much
-  # that no flow is learned at all (measured on the demo data).
-  loss.smooth = dict(weight=75.0, order=2, edge_weight=10.0, flow_scale=20.0)
+  # normalize: average over the pixels the mask keeps (UFlow/ARFlow) instead of the paper's
+  # mean(O * d); exclude_out_of_frame: drop pixels whose flow leaves the frame (our choice).
+  loss.rec = dict(weight=1.0, l1=1.0, l2=0.0, ssim=1.0, census=0.0, census_patch=7, pyramid_weight=0.0,
+                  normalize=True, exclude_out_of_frame=True)
+  # units (losses/flow.py: smoothness_loss): "image" = flow and positions in units of
+  # min(H, W), so the weight does not depend on the image size; "pwc" = flow/20 px.
+  # Calibrated with benchmarks/free_flow.py so that the true flow stays a minimum of
+  # rec + smooth: 0.01 in image units = 0.01 * 64 = 0.64 per pixel of second difference at
+  # 64 px (the public reimplementation's active loss: 0.5; ARFlow about 0.8). The 75 on flow/20
+  # of DESIGN.md (3.75 per pixel) pulls a free flow started at the truth to a shrunk copy.
+  loss.smooth = dict(weight=0.01, order=2, edge_weight=10.0, units="image")
   loss.cycle = dict(weight=0.2)
   loss.occlusion = dict(alpha1=0.01, alpha2=0.5)
   loss.vc = dict(
@@ -74,10 +87,12 @@ def get_config(arg=None):
   train.flow_start_steps = 10 * steps_per_epoch
   train.vc_warmup_steps = 1 * steps_per_epoch
   train.occlusion_start_steps = 12 * steps_per_epoch  # 2 epochs after the flow loss (our choice)
+  train.occlusion_ramp_steps = 5 * steps_per_epoch    # masks reach full strength linearly (our choice)
   train.encoder_lr = 3e-4            # also the expander's
   train.flow_head_lr = 1e-4
   train.end_lr_fraction = 0.0        # cosine decays to this fraction of the peak lr
-  train.weight_decay = 0.05          # ConvNeXt/VICReg AdamW practice (our choice)
+  train.weight_decay = 0.05          # encoder and expander: ConvNeXt/VICReg AdamW practice (our choice)
+  train.flow_head_weight_decay = 1e-6  # PWC-Net/ARFlow-size decay on the flow head (our choice)
   train.grad_clip_norm = 0.0         # 0 disables clipping
   train.log_every = 100
   train.picture_every = 5000

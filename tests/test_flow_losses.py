@@ -109,9 +109,49 @@ def test_smoothness_is_switched_off_at_image_edges():
     smoothness_loss(jnp.asarray(flow), jnp.asarray(image), 3, 10.0)
 
 
-def test_smoothness_flow_scale_divides_the_penalty():
+def test_smoothness_units():
   flow = np.random.default_rng(4).normal(size=(1, 8, 8, 2)).astype(np.float32)
   image = jnp.zeros((1, 8, 8, 3))
-  plain = float(smoothness_loss(jnp.asarray(flow), image, 2, 10.0))
-  scaled = float(smoothness_loss(jnp.asarray(flow), image, 2, 10.0, flow_scale=20.0))
-  assert scaled == pytest.approx(plain / 20.0, rel=1e-5)
+  for order in (1, 2):
+    pixel = float(smoothness_loss(jnp.asarray(flow), image, order, 10.0, units="pixel"))
+    pwc = float(smoothness_loss(jnp.asarray(flow), image, order, 10.0, units="pwc"))
+    assert pwc == pytest.approx(pixel / 20.0, rel=1e-5)
+  with pytest.raises(ValueError, match="config.loss.smooth.units"):
+    smoothness_loss(jnp.asarray(flow), image, 1, 10.0, units="px")
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_image_unit_smoothness_does_not_depend_on_the_image_size(order):
+  # One smooth motion field u = 3 sin(2 pi x / L) sampled at 32 and at 64 pixels (flow in pixels
+  # of each grid): in image units both give the same loss, in pixel units they do not.
+  def field(size):
+    xs = (np.arange(size) + 0.5) / size
+    u = 3.0 * size / 32 * np.sin(2 * np.pi * xs)
+    flow = np.zeros((1, size, size, 2), np.float32)
+    flow[..., 0] = u[None, :]
+    return jnp.asarray(flow), jnp.zeros((1, size, size, 3))
+
+  small, large = field(32), field(64)
+  image_units = [float(smoothness_loss(f, i, order, 10.0, units="image")) for f, i in (small, large)]
+  pixel_units = [float(smoothness_loss(f, i, order, 10.0, units="pixel")) for f, i in (small, large)]
+  assert image_units[1] == pytest.approx(image_units[0], rel=0.03)
+  if order == 2:
+    assert pixel_units[1] == pytest.approx(pixel_units[0] / 2, rel=0.03)
+
+
+def test_normalised_photometric_loss_is_the_mean_over_kept_pixels():
+  images, flow = shifted_pair(2)
+  l1_only = (1.0, 0.0, 0.0, 0.0, 7, 0.01, 0.5)
+  zero = jnp.zeros_like(flow)
+  # Zero flow, no occlusion masking: every pixel is kept, so both normalisations agree.
+  plain = float(photometric_loss(images, zero, *l1_only, occlusion_strength=0.0))
+  normalised = float(photometric_loss(images, zero, *l1_only, occlusion_strength=0.0, normalize=True))
+  assert normalised == pytest.approx(plain, rel=1e-5)
+  # The true flow, out-of-frame pixels excluded: the 2 columns that leave the frame are dropped,
+  # and the normalised loss is exactly zero while the kept pixels are all matched.
+  out = float(photometric_loss(images, flow, *l1_only, occlusion_strength=0.0, exclude_out_of_frame=True,
+                               normalize=True))
+  assert out < 1e-6
+  # With everything kept, the unnormalised loss counts those columns: 2 of 16 columns in each direction.
+  kept = float(photometric_loss(images, flow, *l1_only, occlusion_strength=0.0))
+  assert kept > 1e-2

@@ -99,11 +99,15 @@ class SyntheticChairs:
     seed: samples of different seeds are independent (train vs held-out split).
     single_frame: render frame 1 only (content images need no motion).
     texture_scale: photographs are downscaled to this many frame sizes (longest side).
+    with_backward: also return the exact backward flow of frame 2 (for tests
+      of the objective, which needs both directions).
   """
 
   def __init__(self, size, num_samples, seed, num_shapes=(1, 3), background_motion=MotionRanges(3.0, 2.0, 0.03),
-               foreground_motion=MotionRanges(6.0, 6.0, 0.06), single_frame=False, texture_scale=4):
+               foreground_motion=MotionRanges(6.0, 6.0, 0.06), single_frame=False, texture_scale=4,
+               with_backward=False):
     self.single_frame = single_frame
+    self.with_backward = with_backward
     self.texture_scale = texture_scale
     self.size = tuple(size)
     self.num_samples = num_samples
@@ -147,7 +151,8 @@ class SyntheticChairs:
       dict: "frame1", "frame2" [H, W, 3] float32 in [0, 1] (only "frame1" when
       `single_frame`); "flow" [H, W, 2]
       float32 (u, v) from frame 1 to frame 2; "visible" [H, W] float32, 1 where
-      the frame-1 pixel is still visible in frame 2.
+      the frame-1 pixel is still visible in frame 2; with `with_backward`,
+      "flow_backward" [H, W, 2] from frame 2 to frame 1.
     """
     height, width = self.size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
@@ -191,5 +196,14 @@ class SyntheticChairs:
     owner_there = owners[1][np.clip(np.rint(ty), 0, height - 1).astype(int),
                             np.clip(np.rint(tx), 0, width - 1).astype(int)]
     visible = inside & (owner_there == owners[0])
-    return {"frame1": frames[0].astype(np.float32), "frame2": frames[1].astype(np.float32),
-            "flow": flow.astype(np.float32), "visible": visible.astype(np.float32)}
+    sample = {"frame1": frames[0].astype(np.float32), "frame2": frames[1].astype(np.float32),
+              "flow": flow.astype(np.float32), "visible": visible.astype(np.float32)}
+    if self.with_backward:
+      backward = np.zeros((height, width, 2))
+      for k, (_, _, affine) in enumerate(layers):
+        sx, sy = _apply(_invert(affine), xs, ys)
+        on_top = owners[1] == k
+        backward[..., 0] = np.where(on_top, sx - xs, backward[..., 0])
+        backward[..., 1] = np.where(on_top, sy - ys, backward[..., 1])
+      sample["flow_backward"] = backward.astype(np.float32)
+    return sample

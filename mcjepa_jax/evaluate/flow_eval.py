@@ -72,6 +72,14 @@ def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad"):
   raise ValueError(f"config.eval.mode: unknown mode {mode!r} (known: 'pad', 'resize')")
 
 
+def flow_slope(flow, gt, valid=None):
+  """Least-squares slope s of `flow` ~ s * `gt` over (valid) pixels and both components: 1 = not shrunk."""
+  flow, gt = np.asarray(flow, np.float64), np.asarray(gt, np.float64)
+  if valid is not None:
+    flow, gt = flow[np.asarray(valid, bool)], gt[np.asarray(valid, bool)]
+  return float(np.sum(flow * gt) / max(np.sum(gt * gt), 1e-12))
+
+
 def flow_metrics(flow, gt, valid=None):
   """{"epe", "fl"} of one predicted flow against ground truth."""
   return {"epe": endpoint_error(flow, gt, valid), "fl": flow_outliers(flow, gt, valid)}
@@ -87,10 +95,12 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
   Returns:
     (row, first): row is a dict with "epe", "fl" (means over pairs of the
     per-pair values; NaN-skipping for regions absent from a pair), "zero_epe",
-    "zero_fl", the region EPEs and "pairs"; first is (frame1, frame2, predicted
+    "zero_fl", the region EPEs, "slope" (least-squares slope of the prediction
+    against the truth over all pairs' valid pixels, `flow_slope`) and "pairs"; first is (frame1, frame2, predicted
     flow, gt_flow) of the first pair, for pictures.
   """
   rows, first = [], None
+  dot, norm = 0.0, 0.0
   for frame1, frame2, gt, valid, *regions in pairs:
     flow = (np.zeros_like(gt) if predictor is None
             else predict_flow(predictor, variables, frame1, frame2, multiple, mode))
@@ -98,6 +108,9 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
     row = {**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]}
     for name, region in (regions[0] if regions else {}).items():
       row[f"epe_{name}"] = endpoint_error(flow, gt, region if valid is None else region & valid)
+    keep = np.ones(gt.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+    dot += float(np.sum(np.asarray(flow, np.float64)[keep] * np.asarray(gt, np.float64)[keep]))
+    norm += float(np.sum(np.asarray(gt, np.float64)[keep]**2))
     rows.append(row)
     if first is None:
       first = (frame1, frame2, flow, gt)
@@ -105,5 +118,6 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
     raise ValueError("no pairs to evaluate")
   keys = dict.fromkeys(k for r in rows for k in r)
   summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
+  summary["slope"] = dot / max(norm, 1e-12)
   summary["pairs"] = len(rows)
   return summary, first

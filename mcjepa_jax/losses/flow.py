@@ -6,12 +6,13 @@ flow into the opposite-direction flow. Each loss is thereby applied to both
 directions at once.
 """
 
+import jax
 import jax.numpy as jnp
 
 from mcjepa_jax.ops.directions import swap_halves
 from mcjepa_jax.ops.image import area_downsample, census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
-from mcjepa_jax.ops.warp import warp
+from mcjepa_jax.ops.warp import warp, warp_with_mask
 
 
 def visibility_mask(flow, alpha1, alpha2, strength=1.0):
@@ -62,8 +63,44 @@ def feature_regression_loss(pyramid, flows, norm, alpha1, alpha2, occlusion_stre
   return loss
 
 
+def photometric_mask(flow, alpha1, alpha2, occlusion_strength=1.0, exclude_out_of_frame=False):
+  """Which source pixels the photometric loss may compare, for stacked flows.
+
+  Args:
+    flow: [2B, H, W, 2] stacked flows.
+    alpha1, alpha2, occlusion_strength: see `visibility_mask`.
+    exclude_out_of_frame: also drop pixels whose flow leaves the other frame
+      (their warp reads zeros, so no flow can explain them; UFlow and ARFlow
+      drop them too). Always applied in full, from the first step.
+
+  Returns:
+    [2B, H, W, 1] weights in [0, 1] (stop-gradient).
+  """
+  mask = visibility_mask(flow, alpha1, alpha2, occlusion_strength)
+  if exclude_out_of_frame:
+    _, in_frame = warp_with_mask(jnp.ones(flow.shape[:3] + (1,), flow.dtype), jax.lax.stop_gradient(flow))
+    mask = mask * in_frame
+  return mask
+
+
+def masked_mean(values, mask, normalize):
+  """Mean of `values` [N, H, W, C] weighted by `mask` [N, H, W, 1].
+
+  normalize=False: mean(mask * values) over every element (the paper's
+  mean(O * d)): masked pixels count as zeros, so the loss shrinks as more
+  pixels are masked. normalize=True: divided by the mask's sum instead (UFlow,
+  ARFlow), so the loss is the mean over the pixels that count and masking a
+  pixel neither rewards nor penalises the flow there.
+  """
+  if not normalize:
+    return jnp.mean(mask * values)
+  total = jnp.sum(mask * values)
+  count = jnp.sum(jnp.broadcast_to(mask, values.shape))
+  return total / jnp.maximum(jax.lax.stop_gradient(count), 1.0)
+
+
 def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_weight, census_patch,
-                     alpha1, alpha2, occlusion_strength=1.0):
+                     alpha1, alpha2, occlusion_strength=1.0, exclude_out_of_frame=False, normalize=False):
   """L_rec = mean(O * d(I_t, w(I_t+1, f))), d = a*L1 + b*L2 + c*(1-SSIM)/2 [+ census].
 
   Args:
@@ -72,13 +109,14 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
     l1_weight, l2_weight, ssim_weight: mixing weights a, b, c.
     census_weight: weight of the UFlow census term (0 disables it).
     census_patch: census neighbourhood side.
-    alpha1, alpha2, occlusion_strength: see `visibility_mask`.
+    alpha1, alpha2, occlusion_strength, exclude_out_of_frame: see `photometric_mask`.
+    normalize: average over the unmasked pixels (`masked_mean`).
 
   Returns:
     scalar.
   """
   warped = warp(swap_halves(images), flow)
-  mask = visibility_mask(flow, alpha1, alpha2, occlusion_strength)
+  mask = photometric_mask(flow, alpha1, alpha2, occlusion_strength, exclude_out_of_frame)
   diff = images - warped
   distance = 0.0
   if l1_weight:
@@ -87,17 +125,17 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
     distance = distance + l2_weight * diff**2
   if ssim_weight:
     distance = distance + ssim_weight * ssim_dissimilarity(images, warped)
-  loss = jnp.mean(mask * distance)
+  loss = masked_mean(distance, mask, normalize) if (l1_weight or l2_weight or ssim_weight) else 0.0
   if census_weight:
     hamming = soft_hamming(census_transform(images, census_patch),
                            census_transform(warped, census_patch))
     # UFlow's robust penalty (|x| + 0.01)^0.4 of the soft Hamming distance.
-    loss = loss + census_weight * jnp.mean(mask * (jnp.abs(hamming) + 0.01)**0.4)
+    loss = loss + census_weight * masked_mean((jnp.abs(hamming) + 0.01)**0.4, mask, normalize)
   return loss
 
 
 def pyramid_photometric_loss(images, flows, l1_weight, l2_weight, ssim_weight, alpha1, alpha2,
-                              occlusion_strength=1.0):
+                              occlusion_strength=1.0, exclude_out_of_frame=False, normalize=False):
   """Sum over estimated levels of `photometric_loss` on images area-pooled to each level's grid.
 
   The full-resolution photometric gradient only sees a few pixels around each
@@ -118,35 +156,47 @@ def pyramid_photometric_loss(images, flows, l1_weight, l2_weight, ssim_weight, a
   for flow in flows.values():
     pooled = area_downsample(images, flow.shape[1:3])
     loss = loss + photometric_loss(pooled, flow, l1_weight, l2_weight, ssim_weight, 0.0, 0, alpha1, alpha2,
-                                   occlusion_strength)
+                                   occlusion_strength, exclude_out_of_frame, normalize)
   return loss
 
 
-def smoothness_loss(flow, images, order, edge_weight, flow_scale=1.0):
-  """Edge-aware smoothness: exp(-edge_weight * |grad I|) * |grad^order (f / flow_scale)|.
+SMOOTHNESS_UNITS = ("image", "pixel", "pwc")
+
+
+def smoothness_loss(flow, images, order, edge_weight, units="image"):
+  """Edge-aware smoothness: exp(-edge_weight * |grad I|) * |d^order f / dx^order|.
 
   Args:
     flow: [N, H, W, 2] in pixels.
     images: [N, H, W, 3] images the flow is defined on, in [0, 1].
     order: 1 (first differences) or 2 (second differences).
     edge_weight: how fast image edges switch the penalty off.
-    flow_scale: the flow unit the smoothness weight was tuned for (PWC-Net
-      style networks predict flow in units of 20 px).
+    units: what the derivative is measured in.
+      "image": flow and positions both in units of the image's shorter side
+        min(H, W), so the loss of a motion field does not change when the
+        frames (or a pyramid level) are resized: first order is pixels of
+        flow per pixel, second order is that per min(H, W)-th of the image.
+      "pixel": pixel differences of pixel flow (UFlow's first order).
+      "pwc": pixel differences of flow in PWC-Net's units of 20 px (the
+        public MC-JEPA reimplementation).
 
   Returns:
     scalar, mean of the x and y parts.
   """
   if order not in (1, 2):
     raise ValueError(f"config.loss.smooth.order must be 1 or 2, got {order!r}")
+  if units not in SMOOTHNESS_UNITS:
+    raise ValueError(f"config.loss.smooth.units: unknown units {units!r} (known: {', '.join(SMOOTHNESS_UNITS)})")
   # Image gradients at stride `order` cover the same pixels as the flow derivative.
   image_dx, image_dy = image_gradients(images, stride=order)
   weight_x = jnp.exp(-edge_weight * jnp.mean(jnp.abs(image_dx), axis=-1, keepdims=True))
   weight_y = jnp.exp(-edge_weight * jnp.mean(jnp.abs(image_dy), axis=-1, keepdims=True))
-  flow_dx, flow_dy = image_gradients(flow / flow_scale)
+  flow_dx, flow_dy = image_gradients(flow)
   if order == 2:
     flow_dx, _ = image_gradients(flow_dx)
     _, flow_dy = image_gradients(flow_dy)
-  return (jnp.mean(weight_x * jnp.abs(flow_dx)) + jnp.mean(weight_y * jnp.abs(flow_dy))) / 2
+  scale = {"image": float(min(flow.shape[1:3]))**(order - 1), "pixel": 1.0, "pwc": 1.0 / 20.0}[units]
+  return scale * (jnp.mean(weight_x * jnp.abs(flow_dx)) + jnp.mean(weight_y * jnp.abs(flow_dy))) / 2
 
 
 def cycle_loss(pyramid, flows):

@@ -8,6 +8,31 @@ from mcjepa_jax.losses.vc import pyramid_vc_loss
 from mcjepa_jax.losses.vicreg import vicreg_loss
 
 
+def photometric_objective(images, flow, cfg, occlusion_strength=1.0):
+  """The terms of L_flow that see only the images and the full-resolution flow: rec + smooth.
+
+  This is what a flow field is judged by, network or not: `calibration.fit_free_flow`
+  optimises a free flow field against it to check that the truth is a minimum.
+
+  Args:
+    images: stacked [2B, H, W, 3] frames in [0, 1] ([I_t; I_t+1]).
+    flow: stacked [2B, H, W, 2] flows in pixels (forward rows first).
+    cfg: `config.loss`.
+    occlusion_strength: how fully occlusion masks apply.
+
+  Returns:
+    (weighted sum, {"rec": ..., "smooth": ...} unweighted).
+  """
+  occ = cfg.occlusion
+  terms = {
+      "rec": photometric_loss(images, flow, cfg.rec.l1, cfg.rec.l2, cfg.rec.ssim, cfg.rec.census,
+                              cfg.rec.census_patch, occ.alpha1, occ.alpha2, occlusion_strength,
+                              cfg.rec.exclude_out_of_frame, cfg.rec.normalize),
+      "smooth": smoothness_loss(flow, images, cfg.smooth.order, cfg.smooth.edge_weight, cfg.smooth.units),
+  }
+  return cfg.rec.weight * terms["rec"] + cfg.smooth.weight * terms["smooth"], terms
+
+
 def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0, occlusion_strength=1.0):
   """L_flow = reg + rec + smooth + cycle + vc [+ rec_pyramid], each with its weight from `cfg`.
 
@@ -23,22 +48,20 @@ def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0, occlusion_strength=1.0
   """
   images = jnp.concatenate([frames1, frames2], axis=0)
   occ = cfg.occlusion
-  terms = {
+  total, terms = photometric_objective(images, video["flow"], cfg, occlusion_strength)
+  terms.update({
       "reg": feature_regression_loss(video["pyramid"], video["flows"], cfg.reg.norm, occ.alpha1, occ.alpha2,
                                      occlusion_strength),
-      "rec": photometric_loss(images, video["flow"], cfg.rec.l1, cfg.rec.l2, cfg.rec.ssim, cfg.rec.census,
-                              cfg.rec.census_patch, occ.alpha1, occ.alpha2, occlusion_strength),
-      "smooth": smoothness_loss(video["flow"], images, cfg.smooth.order, cfg.smooth.edge_weight,
-                                cfg.smooth.flow_scale),
       "cycle": cycle_loss(video["pyramid"], video["flows"]),
       "vc": pyramid_vc_loss(video["pyramid"], video["pooled"], cfg.vc.level_weights, cfg.vc.pooled_weights,
                             cfg.vc.eps),
-  }
-  total = (cfg.reg.weight * terms["reg"] + cfg.rec.weight * terms["rec"] + cfg.smooth.weight * terms["smooth"]
-           + cfg.cycle.weight * terms["cycle"] + cfg.vc.weight * vc_scale * terms["vc"])
+  })
+  total = (total + cfg.reg.weight * terms["reg"] + cfg.cycle.weight * terms["cycle"]
+           + cfg.vc.weight * vc_scale * terms["vc"])
   if cfg.rec.pyramid_weight:
     terms["rec_pyramid"] = pyramid_photometric_loss(images, video["flows"], cfg.rec.l1, cfg.rec.l2, cfg.rec.ssim,
-                                                    occ.alpha1, occ.alpha2, occlusion_strength)
+                                                    occ.alpha1, occ.alpha2, occlusion_strength,
+                                                    cfg.rec.exclude_out_of_frame, cfg.rec.normalize)
     total = total + cfg.rec.pyramid_weight * terms["rec_pyramid"]
   return total, terms
 
@@ -50,16 +73,16 @@ def content_loss(content, cfg):
   return vicreg_loss(z1, z2, v.sim_weight, v.std_weight, v.cov_weight, v.eps)
 
 
-def mcjepa_loss(outputs, batch, cfg, flow_scale=1.0, vc_scale=1.0, occlusion_strength=1.0):
+def mcjepa_loss(outputs, batch, cfg, flow_on=1.0, vc_scale=1.0, occlusion_strength=1.0):
   """Total loss and every term for logging.
 
   Args:
     outputs: `MCJEPA.__call__` output ({"video": ..., "content": ...}).
     batch: dict with "frames1", "frames2" [B, H, W, 3] (views are only used by the model).
     cfg: `config.loss`.
-    flow_scale: 0 before the flow loss switches on, 1 after (a traced value: no recompile).
+    flow_on: 0 before the flow loss switches on, 1 after (a traced value: no recompile).
     vc_scale: VC warm-up factor.
-    occlusion_strength: 0 before occlusion masking switches on, 1 after.
+    occlusion_strength: 0 before occlusion masking switches on, ramping to 1.
 
   Returns:
     (total, terms): terms has "flow/<name>", "content/<name>", "flow", "content", "total".
@@ -67,7 +90,7 @@ def mcjepa_loss(outputs, batch, cfg, flow_scale=1.0, vc_scale=1.0, occlusion_str
   l_flow, flow_terms = flow_loss(outputs["video"], batch["frames1"], batch["frames2"], cfg, vc_scale,
                                  occlusion_strength)
   l_content, content_terms = content_loss(outputs["content"], cfg)
-  total = cfg.flow_weight * flow_scale * l_flow + cfg.content_weight * l_content
+  total = cfg.flow_weight * flow_on * l_flow + cfg.content_weight * l_content
   terms = {f"flow/{k}": v for k, v in flow_terms.items()}
   terms.update({f"content/{k}": v for k, v in content_terms.items()})
   terms.update({"flow": l_flow, "content": l_content, "total": total})

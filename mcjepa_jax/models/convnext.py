@@ -54,6 +54,15 @@ class ConvNeXtBlock(nn.Module):
     return residual + DropPath(self.drop_path_rate, name="drop_path")(x, train)
 
 
+def scale_gradient(x, scale):
+  """Identity forward; the gradient flowing back through it is multiplied by `scale`."""
+  if scale == 1.0:
+    return x
+  if scale == 0.0:
+    return jax.lax.stop_gradient(x)
+  return scale * x + (1.0 - scale) * jax.lax.stop_gradient(x)
+
+
 class ConvNeXtEncoder(nn.Module):
   """ConvNeXt with the split stem of DESIGN.md 2.
 
@@ -62,6 +71,10 @@ class ConvNeXtEncoder(nn.Module):
     depths: blocks per stage (ConvNeXt-T: 3, 3, 9, 3).
     widths: channels per stage = levels 3..6 (ConvNeXt-T: 96, 192, 384, 768).
     kernel_size, mlp_ratio, layer_scale_init, drop_path_rate, norm_eps: block settings.
+    stem_kernels: kernel sides of the two stride-2 stem convs (DESIGN.md: 4, 3).
+      An odd second kernel puts level-2 pixel centres one input pixel off the
+      half-pixel grid that bilinear flow resizing assumes (and every coarser
+      level inherits it); (4, 4) keeps every level on that grid.
   """
   stem_widths: Sequence[int]
   depths: Sequence[int]
@@ -71,6 +84,7 @@ class ConvNeXtEncoder(nn.Module):
   layer_scale_init: float
   drop_path_rate: float
   norm_eps: float
+  stem_kernels: Sequence[int] = (4, 3)
 
   @property
   def total_stride(self):
@@ -78,12 +92,14 @@ class ConvNeXtEncoder(nn.Module):
     return 2**(2 + len(self.depths))
 
   @nn.compact
-  def __call__(self, images, train=False):
+  def __call__(self, images, train=False, grad_scales=None):
     """Encodes images.
 
     Args:
       images: [B, H, W, 3], H and W multiples of 64 for a full pyramid.
       train: enables stochastic depth (needs the "drop_path" rng).
+      grad_scales: optional per-level factors (six) on the gradient that
+        reaches level l from the levels above it (`scale_gradient`).
 
     Returns:
       (pyramid, pooled): pyramid is a tuple of six arrays, level l at
@@ -91,15 +107,21 @@ class ConvNeXtEncoder(nn.Module):
       level 6.
     """
     norm = lambda name: nn.LayerNorm(epsilon=self.norm_eps, name=name)
-    level1_width, level2_width = self.stem_widths
-    x = nn.Conv(level1_width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                kernel_init=_KERNEL_INIT, name="stem_conv1")(images)
-    x = norm("stem_norm1")(x)
-    pyramid = [x]
-    x = nn.Conv(level2_width, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                kernel_init=_KERNEL_INIT, name="stem_conv2")(x)
-    x = norm("stem_norm2")(x)
-    pyramid.append(x)
+    scales = (1.0,) * 6 if grad_scales is None else tuple(grad_scales)
+    if len(scales) != 6:
+      raise ValueError(f"config.model.content_grad_scales needs 6 values (levels 1-6), got {len(scales)}")
+    pyramid = []
+
+    def emit(x):
+      pyramid.append(x)
+      return scale_gradient(x, scales[len(pyramid) - 1])
+
+    x = images
+    for i, (width, kernel) in enumerate(zip(self.stem_widths, self.stem_kernels)):
+      # Padding 1 on each side: an even kernel centres output i at input 2i + 0.5.
+      x = nn.Conv(width, (kernel, kernel), strides=(2, 2), padding=((1, 1), (1, 1)),
+                  kernel_init=_KERNEL_INIT, name=f"stem_conv{i + 1}")(x)
+      x = emit(norm(f"stem_norm{i + 1}")(x))
 
     total_blocks = sum(self.depths)
     block_index = 0
@@ -113,6 +135,6 @@ class ConvNeXtEncoder(nn.Module):
         x = ConvNeXtBlock(width, self.kernel_size, self.mlp_ratio, self.layer_scale_init, rate,
                           self.norm_eps, name=f"stage{stage}_block{i}")(x, train)
         block_index += 1
-      pyramid.append(x)
+      x = emit(x)
     pooled = jnp.mean(x, axis=(1, 2))
     return tuple(pyramid), pooled

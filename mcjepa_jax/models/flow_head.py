@@ -82,6 +82,14 @@ class PWCFlowHead(nn.Module):
     layer_norm: LayerNorm after every conv but the predicting one.
     normalize_features: centre and scale both feature maps before the cost
       volume (`normalize_pair`; our choice, from UFlow).
+    feature_widths: widths of 3x3 conv + LeakyReLU layers, with their own
+      weights per level, that turn the shared pyramid into the features the
+      cost volume matches and the estimator reads (empty: the pyramid itself,
+      as in the paper). Trained by the flow loss alone, they give matching a
+      say over what is matched while the encoder serves both tasks (our choice).
+    corr_activation: LeakyReLU on the cost volume (PWC-Net, ARFlow, UFlow).
+    pass_features: the coarser level's last estimator features, upsampled,
+      join the next estimator's input (PWC-Net, ARFlow).
   """
   levels: Sequence[int]
   corr_radius: int
@@ -93,6 +101,17 @@ class PWCFlowHead(nn.Module):
   layer_norm: bool
   norm_eps: float
   normalize_features: bool = False
+  feature_widths: Sequence[int] = ()
+  corr_activation: bool = False
+  pass_features: bool = False
+
+  def _adapt(self, level, source, target):
+    """Level-`level` matching features of both frames (one set of weights per level)."""
+    for i, width in enumerate(self.feature_widths):
+      layer = nn.Conv(width, (3, 3), padding="SAME", name=f"adapter{level}_conv{i}")
+      source = nn.leaky_relu(layer(source), self.negative_slope)
+      target = nn.leaky_relu(layer(target), self.negative_slope)
+    return source, target
 
   @nn.compact
   def __call__(self, source_pyramid, target_pyramid, output_size):
@@ -112,8 +131,7 @@ class PWCFlowHead(nn.Module):
     level_flows = {}
     features = None
     for level in self.levels:
-      source = source_pyramid[level - 1]
-      target = target_pyramid[level - 1]
+      source, target = self._adapt(level, source_pyramid[level - 1], target_pyramid[level - 1])
       batch, height, width, _ = source.shape
       if flow is None:
         flow_up = jnp.zeros((batch, height, width, 2), source.dtype)
@@ -125,10 +143,15 @@ class PWCFlowHead(nn.Module):
         cost = correlation(*normalize_pair(source, warped), self.corr_radius)
       else:
         cost = correlation(source, warped, self.corr_radius)
+      if self.corr_activation:
+        cost = nn.leaky_relu(cost, self.negative_slope)
+      inputs = [cost, source, flow_up]
+      if self.pass_features and features is not None:
+        inputs.append(jax.image.resize(features, (batch, height, width, features.shape[-1]), "bilinear"))
       estimator = ConvStack(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
                             layer_norm=self.layer_norm, negative_slope=self.negative_slope,
                             norm_eps=self.norm_eps, name=f"estimator{level}")
-      residual, features = estimator(jnp.concatenate([cost, source, flow_up], axis=-1))
+      residual, features = estimator(jnp.concatenate(inputs, axis=-1))
       flow = jnp.clip(flow_up + residual, -self.flow_clip, self.flow_clip)
       level_flows[level] = flow
 

@@ -16,12 +16,18 @@ class MCJEPA(nn.Module):
   Forward and backward flows come from one batched call of the flow head: the
   frames are stacked [I_t; I_t+1] as sources and [I_t+1; I_t] as targets, so
   every output of `video` has batch 2B with the forward direction first.
+
+  `content_grad_scales` (one per pyramid level) scale the content loss's
+  gradient where it leaves each level on its way down the encoder: 0 at the
+  fine levels leaves them to the flow loss, which needs them for matching
+  (our choice; all ones is the paper). Forward values are unchanged.
   """
   encoder: nn.Module
   flow_head: nn.Module
   expander: nn.Module
   pixel_mean: tuple
   pixel_std: tuple
+  content_grad_scales: tuple = (1.0,) * 6
 
   def _normalise(self, images):
     mean = jnp.asarray(self.pixel_mean, images.dtype)
@@ -77,7 +83,7 @@ class MCJEPA(nn.Module):
       raise ValueError(f"the two views must have equal shapes, got {views1.shape} and {views2.shape}")
     self._check_size(views1, "image views")
     views = jnp.concatenate([views1, views2], axis=0)
-    _, pooled = self.encoder(self._normalise(views), train=train)
+    _, pooled = self.encoder(self._normalise(views), train=train, grad_scales=self.content_grad_scales)
     half = views1.shape[0]
     z1 = self.expander(pooled[:half], train=train)
     z2 = self.expander(pooled[half:], train=train)
@@ -95,15 +101,17 @@ def build_model(config):
   encoder = ConvNeXtEncoder(
       stem_widths=tuple(enc.stem_widths), depths=tuple(enc.depths), widths=tuple(enc.widths),
       kernel_size=enc.kernel_size, mlp_ratio=enc.mlp_ratio, layer_scale_init=enc.layer_scale_init,
-      drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps)
+      drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps, stem_kernels=tuple(enc.stem_kernels))
   head = config.flow_head
   flow_head = PWCFlowHead(
       levels=tuple(head.levels), corr_radius=head.corr_radius,
       estimator_widths=tuple(head.estimator_widths), context_widths=tuple(head.context_widths),
       context_dilations=tuple(head.context_dilations), negative_slope=head.negative_slope,
       flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps,
-      normalize_features=head.normalize_features)
+      normalize_features=head.normalize_features, feature_widths=tuple(head.feature_widths),
+      corr_activation=head.corr_activation, pass_features=head.pass_features)
   exp = config.expander
   expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps)
   return MCJEPA(encoder=encoder, flow_head=flow_head, expander=expander,
-                pixel_mean=tuple(config.pixel_mean), pixel_std=tuple(config.pixel_std))
+                pixel_mean=tuple(config.pixel_mean), pixel_std=tuple(config.pixel_std),
+                content_grad_scales=tuple(config.content_grad_scales))

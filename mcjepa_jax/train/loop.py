@@ -233,8 +233,10 @@ def evaluate(config, model, state, predictor, workdir, writer, is_main=True):
 
 def format_table(results):
   """The evaluation results as a plain-text table."""
-  lines = [f"Evaluation at step {results['step']}", f"{'dataset':<28}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}"]
+  lines = [f"Evaluation at step {results['step']}",
+           f"{'dataset':<28}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}{'EPE/zero':>10}{'slope':>8}"]
   for name, row in results["flow"].items():
-    lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}")
+    lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}"
+                 f"{row['epe'] / row['zero_epe']:>10.2f}{row['slope']:>8.2f}")
   lines.append(f"VICReg embedding std (collapse check, > 0.1 is healthy): {results['embedding_std']:.3f}")
   return "\n".join(lines)

@@ -3,7 +3,8 @@
 Parameter groups are the model's top-level modules: the encoder and the
 expander train at `encoder_lr`, the flow head at `flow_head_lr`
 (optax.multi_transform). Biases, norm scales and layer scales (every
-parameter with fewer than two dimensions) get no weight decay.
+parameter with fewer than two dimensions) get no weight decay; the encoder
+group decays by `weight_decay`, the flow head by `flow_head_weight_decay`.
 """
 
 import jax
@@ -37,7 +38,8 @@ def make_optimizer(train_cfg):
   """optax transformation for the whole parameter tree; returns (optimizer, schedules by group)."""
   schedules = {"encoder": learning_rate_schedule(train_cfg.encoder_lr, train_cfg),
                "flow_head": learning_rate_schedule(train_cfg.flow_head_lr, train_cfg)}
-  groups = {name: optax.adamw(schedule, weight_decay=train_cfg.weight_decay, mask=_decay_mask)
+  decays = {"encoder": train_cfg.weight_decay, "flow_head": train_cfg.flow_head_weight_decay}
+  groups = {name: optax.adamw(schedule, weight_decay=decays[name], mask=_decay_mask)
             for name, schedule in schedules.items()}
   optimizer = optax.multi_transform(groups, param_labels)
   if train_cfg.grad_clip_norm:

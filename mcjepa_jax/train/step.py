@@ -38,16 +38,19 @@ def create_train_state(variables, optimizer, rng):
 def loss_schedules(step, train_cfg):
   """Loss switches at `step` (traced: changing them never recompiles).
 
-  Returns (flow_scale, vc_scale, occlusion_strength): the flow loss is off
+  Returns (flow_on, vc_scale, occlusion_strength): the flow loss is off
   before `flow_start_steps`; the VC weight then ramps up linearly over
-  `vc_warmup_steps`; occlusion masks apply from `occlusion_start_steps`.
+  `vc_warmup_steps`; occlusion masks switch on at `occlusion_start_steps`
+  and ramp linearly to full strength over `occlusion_ramp_steps` (masks
+  estimated from an early, poor flow would otherwise hide most of the loss).
   """
   step = step.astype(jnp.float32)
-  flow_scale = (step >= train_cfg.flow_start_steps).astype(jnp.float32)
+  flow_on = (step >= train_cfg.flow_start_steps).astype(jnp.float32)
   ramp = (step - train_cfg.flow_start_steps + 1) / max(train_cfg.vc_warmup_steps, 1)
   vc_scale = jnp.clip(ramp, 0.0, 1.0)
-  occlusion_strength = (step >= train_cfg.occlusion_start_steps).astype(jnp.float32)
-  return flow_scale, vc_scale, occlusion_strength
+  occlusion_ramp = (step - train_cfg.occlusion_start_steps + 1) / max(train_cfg.occlusion_ramp_steps, 1)
+  occlusion_strength = jnp.clip(occlusion_ramp, 0.0, 1.0)
+  return flow_on, vc_scale, occlusion_strength
 
 
 def make_train_step(model, optimizer, config):
@@ -74,7 +77,7 @@ def make_train_step(model, optimizer, config):
     metrics = dict(terms)
     metrics["grad_norm"] = _global_norm(grads)
     metrics["embedding_std"] = jnp.mean(jnp.std(z1, axis=0))
-    metrics["flow_scale"], metrics["vc_scale"], metrics["occlusion_strength"] = schedules
+    metrics["flow_on"], metrics["vc_scale"], metrics["occlusion_strength"] = schedules
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
