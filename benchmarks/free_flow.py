@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/free_flow.py --config configs/demo.py [--pairs 16] [--steps 300]
-      [--sweep loss.smooth.weight=0,1,3,10] [--set loss.smooth.units=image ...]
+      [--sweep loss.smooth.weight=0,1,3,10] [--set loss.smooth.units=image ...] [--scales 4]
 Prints one row per setting: EPE and slope of the free flow started at the truth and at zero.
 """
 
@@ -29,6 +29,7 @@ def main():
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--lr", type=float, default=0.05)
   parser.add_argument("--occlusion", type=float, default=1.0, help="occlusion mask strength")
+  parser.add_argument("--scales", type=int, default=1, help="coarse-to-fine flow parameterisation (1 = per pixel)")
   parser.add_argument("--set", nargs="*", default=[], help="key=value overrides of the config")
   parser.add_argument("--sweep", default="", help="key=v1,v2,... one row per value")
   args = parser.parse_args()
@@ -43,7 +44,7 @@ def main():
   for value in (values.split(",") if key else [None]):
     if key:
       _assign(config, key, value)
-    r = free_flow_report(samples, config.loss, args.steps, args.lr, args.occlusion)
+    r = free_flow_report(samples, config.loss, args.steps, args.lr, args.occlusion, args.scales)
     name = f"{key}={value}" if key else args.config
     print(f"{name:<34}{r['from_truth']['epe']:>11.3f}{r['from_truth']['slope']:>7.2f}{r['from_zero']['epe']:>10.3f}"
           f"{r['from_zero']['slope']:>7.2f}{r['truth_loss']:>11.4f}{r['from_truth']['loss_end']:>10.4f}"

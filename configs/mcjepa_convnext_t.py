@@ -43,6 +43,8 @@ def get_config(arg=None):
       feature_widths=(),             # per-level matching convs trained by the flow loss (our choice; paper: none)
       corr_activation=False,         # LeakyReLU on the cost volume (PWC-Net)
       pass_features=False,           # upsampled coarser estimator features into the next level (PWC-Net)
+      source_features=True,          # frame-t features into each estimator (PWC-Net; False: cost volume only)
+      image_cost=False,              # a second cost volume of fixed normalised image patches (our choice)
   )
   # Factor on the content loss's gradient leaving each pyramid level (1-6) down the encoder:
   # 1 everywhere is the paper; 0 at levels 1-2 leaves the stem to the flow loss (our choice).

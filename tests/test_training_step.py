@@ -61,10 +61,12 @@ def test_flow_loss_decreases_and_flow_finds_the_translation(setup):
 def test_schedules_switch_flow_vc_and_occlusion(tiny_config):
   train = tiny_config.train.copy_and_resolve_references()
   train.flow_start_steps, train.vc_warmup_steps, train.occlusion_start_steps = 10, 4, 20
-  values = {s: [float(v) for v in loss_schedules(jnp.asarray(s), train)] for s in (0, 9, 10, 11, 13, 19, 20)}
+  train.occlusion_ramp_steps = 2
+  values = {s: [float(v) for v in loss_schedules(jnp.asarray(s), train)] for s in (0, 9, 10, 11, 13, 19, 20, 21, 99)}
   assert values[0] == [0.0, 0.0, 0.0] and values[9] == [0.0, 0.0, 0.0]
   assert values[10] == [1.0, 0.25, 0.0] and values[11] == [1.0, 0.5, 0.0]
-  assert values[13] == [1.0, 1.0, 0.0] and values[20] == [1.0, 1.0, 1.0]
+  assert values[13] == [1.0, 1.0, 0.0] and values[20] == [1.0, 1.0, 0.5]
+  assert values[21] == [1.0, 1.0, 1.0] and values[99] == [1.0, 1.0, 1.0]
 
 
 def test_bad_image_size_raises_clear_error(tiny_config):

@@ -15,9 +15,15 @@ import optax
 
 from mcjepa_jax.evaluate.flow_eval import flow_slope
 from mcjepa_jax.losses.objective import photometric_objective
+from mcjepa_jax.ops.warp import resize_flow
 
 
-def fit_free_flow(images, init_flow, loss_cfg, steps, learning_rate, occlusion_strength=1.0):
+def _compose(fields, size):
+  """Sum of flow fields given at coarser grids, each resized to `size` (values in pixels of `size`)."""
+  return sum(resize_flow(f, size) for f in fields)
+
+
+def fit_free_flow(images, init_flow, loss_cfg, steps, learning_rate, occlusion_strength=1.0, scales=1):
   """Adam on a free stacked flow field against `photometric_objective`.
 
   Args:
@@ -26,30 +32,37 @@ def fit_free_flow(images, init_flow, loss_cfg, steps, learning_rate, occlusion_s
     loss_cfg: `config.loss`.
     steps, learning_rate: Adam schedule (learning rate in pixels per step).
     occlusion_strength: how fully occlusion masks apply.
+    scales: the flow is the sum of fields at this many grids (full, 1/2, 1/4, ...),
+      a coarse-to-fine parameterisation like a pyramid network's; 1 = one value per pixel.
 
   Returns:
     (flow [2B, H, W, 2], loss at the start, loss at the end).
   """
+  size = tuple(images.shape[1:3])
   # Images are arguments, not closed-over constants: XLA would constant-fold the SSIM windows.
-  objective = lambda f, x: photometric_objective(x, f, loss_cfg, occlusion_strength)[0]
+  objective = lambda fields, x: photometric_objective(x, _compose(fields, size), loss_cfg, occlusion_strength)[0]
   optimizer = optax.adam(learning_rate)
 
   @jax.jit
-  def run(flow, x):
+  def run(fields, x):
     def step(carry, _):
-      flow, opt_state = carry
-      updates, opt_state = optimizer.update(jax.grad(objective)(flow, x), opt_state)
-      return (optax.apply_updates(flow, updates), opt_state), None
+      fields, opt_state = carry
+      updates, opt_state = optimizer.update(jax.grad(objective)(fields, x), opt_state)
+      return (optax.apply_updates(fields, updates), opt_state), None
 
-    start = objective(flow, x)
-    (flow, _), _ = jax.lax.scan(step, (flow, optimizer.init(flow)), None, length=steps)
-    return flow, start, objective(flow, x)
+    start = objective(fields, x)
+    (fields, _), _ = jax.lax.scan(step, (fields, optimizer.init(fields)), None, length=steps)
+    return _compose(fields, size), start, objective(fields, x)
 
-  flow, start, end = run(jnp.asarray(init_flow), jnp.asarray(images))
+  init_flow = jnp.asarray(init_flow)
+  batch, height, width, _ = init_flow.shape
+  fields = [init_flow] + [jnp.zeros((batch, height // 2**k, width // 2**k, 2), init_flow.dtype)
+                          for k in range(1, scales)]
+  flow, start, end = run(fields, jnp.asarray(images))
   return np.asarray(flow), float(start), float(end)
 
 
-def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion_strength=1.0):
+def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion_strength=1.0, scales=1):
   """Fits free flows from the truth and from zero on generated samples with both flow directions.
 
   Args:
@@ -66,7 +79,7 @@ def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion
   epe = lambda f: float(np.mean(np.linalg.norm(f[forward] - truth[forward], axis=-1)))
   report = {"zero_epe": epe(np.zeros_like(truth))}
   for name, init in (("from_truth", truth), ("from_zero", np.zeros_like(truth))):
-    flow, start, end = fit_free_flow(images, init, loss_cfg, steps, learning_rate, occlusion_strength)
+    flow, start, end = fit_free_flow(images, init, loss_cfg, steps, learning_rate, occlusion_strength, scales)
     report[name] = {"epe": epe(flow), "slope": flow_slope(flow[forward], truth[forward]), "loss_start": start,
                     "loss_end": end}
   report["truth_loss"] = report["from_truth"]["loss_start"]

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from mcjepa_jax.ops.correlation import correlation
+from mcjepa_jax.ops.image import area_downsample
 from mcjepa_jax.ops.warp import resize_flow, warp
 
 
@@ -69,6 +70,30 @@ def normalize_pair(a, b, eps=1e-8):
   return (a - mean) * scale, (b - mean) * scale
 
 
+def patch_descriptors(images, size):
+  """Normalised 3x3 patches of images area-pooled to `size`: a fixed matching descriptor.
+
+  Each pixel's 27 values (3x3 neighbours x RGB) are centred and scaled to unit
+  norm, so their correlation is a normalised cross-correlation (the classical
+  matching cost), informative from the first step, unlike learned features.
+
+  Args:
+    images: [B, H, W, 3], H and W multiples of `size`.
+    size: (h, w) of the level.
+
+  Returns:
+    [B, h, w, 27].
+  """
+  pooled = area_downsample(images, size)
+  padded = jnp.pad(pooled, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  height, width = size
+  patches = jnp.concatenate([padded[:, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)], -1)
+  patches = patches - jnp.mean(patches, axis=-1, keepdims=True)
+  # Scaled so that the (1/C)-normalised correlation of a patch with itself is 1.
+  norm = jnp.sqrt(jnp.mean(patches**2, axis=-1, keepdims=True) + 1e-4)
+  return patches / norm
+
+
 class PWCFlowHead(nn.Module):
   """Estimates flow from two feature pyramids.
 
@@ -90,6 +115,11 @@ class PWCFlowHead(nn.Module):
     corr_activation: LeakyReLU on the cost volume (PWC-Net, ARFlow, UFlow).
     pass_features: the coarser level's last estimator features, upsampled,
       join the next estimator's input (PWC-Net, ARFlow).
+    image_cost: a second cost volume of fixed normalised image patches
+      (`patch_descriptors`) joins the estimator's input (our choice).
+    source_features: the frame-t features join the estimator's input (PWC-Net);
+      without them the estimator reads only the cost volume and the flow, so it
+      cannot guess flow from appearance instead of matching (our choice).
   """
   levels: Sequence[int]
   corr_radius: int
@@ -104,6 +134,8 @@ class PWCFlowHead(nn.Module):
   feature_widths: Sequence[int] = ()
   corr_activation: bool = False
   pass_features: bool = False
+  source_features: bool = True
+  image_cost: bool = False
 
   def _adapt(self, level, source, target):
     """Level-`level` matching features of both frames (one set of weights per level)."""
@@ -114,13 +146,14 @@ class PWCFlowHead(nn.Module):
     return source, target
 
   @nn.compact
-  def __call__(self, source_pyramid, target_pyramid, output_size):
+  def __call__(self, source_pyramid, target_pyramid, output_size, source_images=None, target_images=None):
     """Flow from `source` images to `target` images.
 
     Args:
       source_pyramid: tuple of [B, H_l, W_l, C_l], level l at index l - 1.
       target_pyramid: same shapes, features of the frame the flow points into.
       output_size: (H, W) of the input images.
+      source_images, target_images: [B, H, W, 3] the frames (needed by `image_cost`).
 
     Returns:
       dict with "levels": {l: [B, H_l, W_l, 2]} flow at each estimated level
@@ -145,7 +178,15 @@ class PWCFlowHead(nn.Module):
         cost = correlation(source, warped, self.corr_radius)
       if self.corr_activation:
         cost = nn.leaky_relu(cost, self.negative_slope)
-      inputs = [cost, source, flow_up]
+      inputs = [cost, source, flow_up] if self.source_features else [cost, flow_up]
+      if self.image_cost:
+        if source_images is None or target_images is None:
+          raise ValueError("flow_head.image_cost needs the frames: pass source_images and target_images")
+        descriptors = patch_descriptors(source_images, (height, width))
+        target_descriptors = patch_descriptors(target_images, (height, width))
+        if flow is not None:
+          target_descriptors = warp(target_descriptors, flow_up)
+        inputs.append(correlation(descriptors, target_descriptors, self.corr_radius))
       if self.pass_features and features is not None:
         inputs.append(jax.image.resize(features, (batch, height, width, features.shape[-1]), "bilinear"))
       estimator = ConvStack(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,

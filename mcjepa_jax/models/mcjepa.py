@@ -60,7 +60,7 @@ class MCJEPA(nn.Module):
     frames = jnp.concatenate([frames1, frames2], axis=0)
     pyramid, pooled = self.encoder(self._normalise(frames), train=train)
     targets = tuple(swap_halves(level) for level in pyramid)
-    flows = self.flow_head(pyramid, targets, frames.shape[1:3])
+    flows = self.flow_head(pyramid, targets, frames.shape[1:3], frames, swap_halves(frames))
     return {"pyramid": pyramid, "pooled": pooled, "flows": flows["levels"], "flow": flows["full"]}
 
   def features(self, images):
@@ -109,7 +109,8 @@ def build_model(config):
       context_dilations=tuple(head.context_dilations), negative_slope=head.negative_slope,
       flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps,
       normalize_features=head.normalize_features, feature_widths=tuple(head.feature_widths),
-      corr_activation=head.corr_activation, pass_features=head.pass_features)
+      corr_activation=head.corr_activation, pass_features=head.pass_features,
+      source_features=head.source_features, image_cost=head.image_cost)
   exp = config.expander
   expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps)
   return MCJEPA(encoder=encoder, flow_head=flow_head, expander=expander,
