@@ -2,6 +2,7 @@
 
 Usage:
   python benchmarks/diagnose.py --config configs/demo.py --workdir workdirs/demo [--pairs 32] [--radius 2]
+      [--set model.flow_head.image_cost=True ...]
 Prints, for each head level, the share of visible pixels where the true offset wins the cost volume of the
 encoder's features (mcjepa_jax/evaluate/diagnostics.py) and the mean flow the level adds (input pixels);
 then the held-out EPE, zero-flow EPE and the least-squares slope of the prediction.
@@ -12,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from mcjepa_jax.config_utils import load_config
+from mcjepa_jax.config_utils import apply_overrides, load_config
 from mcjepa_jax.data.pipeline import heldout_source
 from mcjepa_jax.evaluate.diagnostics import diagnose
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, make_flow_predictor
@@ -25,8 +26,9 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--pairs", type=int, default=32)
   parser.add_argument("--radius", type=int, default=2)
+  parser.add_argument("--set", nargs="*", default=[], help="key=value overrides of the config (as trained)")
   args = parser.parse_args()
-  config = load_config(args.config)
+  config = apply_overrides(load_config(args.config), args.set)
   run = prepare(config, args.workdir)
   variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
   source = heldout_source(config.data, config.seed)

@@ -8,18 +8,9 @@ Prints one row per setting: EPE and slope of the free flow started at the truth 
 
 import argparse
 
-from mcjepa_jax.config_utils import load_config
+from mcjepa_jax.config_utils import apply_overrides, load_config
 from mcjepa_jax.data.synthetic import SyntheticChairs
 from mcjepa_jax.evaluate.calibration import free_flow_report
-
-
-def _assign(config, key, text):
-  *parents, leaf = key.split(".")
-  node = config
-  for name in parents:
-    node = node[name]
-  old = node[leaf]
-  node[leaf] = type(old)(text) if not isinstance(old, str) else text
 
 
 def main():
@@ -34,8 +25,7 @@ def main():
   parser.add_argument("--sweep", default="", help="key=v1,v2,... one row per value")
   args = parser.parse_args()
   config = load_config(args.config)
-  for item in args.set:
-    _assign(config, *item.split("=", 1))
+  apply_overrides(config, args.set)
   source = SyntheticChairs(tuple(config.data.pairs.crop), args.pairs, seed=config.seed * 10 + 2, with_backward=True)
   samples = [source[i] for i in range(args.pairs)]
   key, _, values = args.sweep.partition("=")
@@ -43,7 +33,7 @@ def main():
         f"{'loss@fit':>10}")
   for value in (values.split(",") if key else [None]):
     if key:
-      _assign(config, key, value)
+      apply_overrides(config, [f"{key}={value}"])
     r = free_flow_report(samples, config.loss, args.steps, args.lr, args.occlusion, args.scales)
     name = f"{key}={value}" if key else args.config
     print(f"{name:<34}{r['from_truth']['epe']:>11.3f}{r['from_truth']['slope']:>7.2f}{r['from_zero']['epe']:>10.3f}"

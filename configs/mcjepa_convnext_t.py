@@ -39,7 +39,7 @@ def get_config(arg=None):
       flow_clip=128.0,
       layer_norm=True,
       norm_eps=1e-5,
-      normalize_features=False,      # UFlow's feature normalisation before the cost volume (our choice)
+      normalize_features="none",     # before the cost volume: "none" (paper), "pair" (UFlow), "pixel" (cosine)
       feature_widths=(),             # per-level matching convs trained by the flow loss (our choice; paper: none)
       corr_activation=False,         # LeakyReLU on the cost volume (PWC-Net)
       pass_features=False,           # upsampled coarser estimator features into the next level (PWC-Net)
@@ -55,7 +55,9 @@ def get_config(arg=None):
   config.loss = loss = ml_collections.ConfigDict()
   loss.flow_weight = 1.0
   loss.content_weight = 0.1          # flow-vs-content balance (paper Fig. 5)
-  loss.reg = dict(weight=1.0, norm="l1")
+  # train_features: the encoder also gets the gradient of the feature terms (paper); False lets
+  # them train the flow only (our choice: they otherwise flatten the features they compare).
+  loss.reg = dict(weight=1.0, norm="l1", train_features=True)
   # pyramid_weight > 0 adds the photometric loss at every estimated level on pooled images
   # (losses/flow.py: pyramid_photometric_loss; our choice, used by the CPU demo).
   # normalize: average over the pixels the mask keeps (UFlow/ARFlow) instead of the paper's
@@ -69,7 +71,7 @@ def get_config(arg=None):
   # 64 px (the public reimplementation's active loss: 0.5; ARFlow about 0.8). The 75 on flow/20
   # of DESIGN.md (3.75 per pixel) pulls a free flow started at the truth to a shrunk copy.
   loss.smooth = dict(weight=0.01, order=2, edge_weight=10.0, units="image")
-  loss.cycle = dict(weight=0.2)
+  loss.cycle = dict(weight=0.2, train_features=True)
   loss.occlusion = dict(alpha1=0.01, alpha2=0.5)
   loss.vc = dict(
       weight=1.0,

@@ -67,3 +67,35 @@ def load_config(spec):
   if not hasattr(module, "get_config"):
     raise AttributeError(f"config file {path} defines no get_config(arg)")
   return module.get_config(arg or None)
+
+
+def apply_overrides(config, items):
+  """Applies `["a.b.c=value", ...]` to a ConfigDict in place, typed like the current value.
+
+  Tuples and lists are parsed as Python literals (`model.content_grad_scales=(0,0,1,1,1,1)`);
+  an unknown key is an error naming it.
+  """
+  import ast  # pylint: disable=g-import-not-at-top
+  for item in items:
+    key, sep, text = item.partition("=")
+    if not sep:
+      raise ValueError(f"override {item!r} is not of the form key=value")
+    *parents, leaf = key.strip().split(".")
+    node = config
+    for name in parents:
+      if name not in node:
+        raise KeyError(f"config has no field {key!r}")
+      node = node[name]
+    if leaf not in node:
+      raise KeyError(f"config has no field {key!r}")
+    old = node[leaf]
+    if isinstance(old, bool):
+      value = _convert(text, old)
+    elif isinstance(old, (tuple, list)):
+      value = type(old)(ast.literal_eval(text))
+    elif isinstance(old, (int, float, str)):
+      value = _convert(text, old)
+    else:
+      value = ast.literal_eval(text)
+    node[leaf] = value
+  return config

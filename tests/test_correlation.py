@@ -74,3 +74,20 @@ def test_normalized_pair_has_joint_unit_moments_and_scale_free_costs():
   scaled = normalize_pair(jnp.asarray(10 * a + 1), jnp.asarray(10 * b + 1))
   np.testing.assert_allclose(np.asarray(correlation(*scaled, 1)), np.asarray(correlation(na, nb, 1)),
                              rtol=1e-4, atol=1e-5)
+
+
+def test_pixel_normalised_costs_are_cosine_similarities():
+  from mcjepa_jax.models.flow_head import normalize_pixels
+  rng = np.random.default_rng(5)
+  a = rng.normal(size=(1, 5, 6, 8)).astype(np.float32)
+  b = rng.normal(size=(1, 5, 6, 8)).astype(np.float32)
+  cost = np.asarray(correlation(normalize_pixels(jnp.asarray(a)), normalize_pixels(jnp.asarray(b)), 1))
+  centred = lambda v: v - v.mean()
+  for y, x, dy, dx in ((2, 3, 0, 0), (1, 1, 1, -1), (3, 4, -1, 1)):
+    u, v = centred(a[0, y, x]), centred(b[0, y + dy, x + dx])
+    cosine = u @ v / np.linalg.norm(u) / np.linalg.norm(v)
+    np.testing.assert_allclose(cost[0, y, x, (dy + 1) * 3 + dx + 1], cosine, rtol=1e-4, atol=1e-5)
+  # Per-pixel gains and offsets of the features leave the costs unchanged.
+  gain = rng.uniform(0.5, 3.0, size=(1, 5, 6, 1)).astype(np.float32)
+  changed = np.asarray(correlation(normalize_pixels(jnp.asarray(a * gain + 2.0)), normalize_pixels(jnp.asarray(b)), 1))
+  np.testing.assert_allclose(changed, cost, rtol=1e-4, atol=1e-5)

@@ -10,6 +10,7 @@ from mcjepa_jax.evaluate.diagnostics import flow_at_level, level_contributions, 
 def test_true_offset_share_of_shifted_random_features_is_one():
   rng = np.random.default_rng(0)
   base = rng.normal(size=(2, 12, 14, 8)).astype(np.float32)
+  base /= np.linalg.norm(base, axis=-1, keepdims=True)  # equal norms: a vector matches itself best
   # target[y, x] = source[y - 1, x + 1]: the content at (x, y) moves to (x - 1, y + 1), flow (-1, +1).
   source = base[:, 1:-1, 1:-1]
   target = base[:, :-2, 2:]

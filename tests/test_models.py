@@ -69,7 +69,7 @@ def test_paper_pyramid_shapes(paper_config):
   assert {l: f.shape for l, f in out["flows"].items()} == {l: (2, 128 // 2**l, 192 // 2**l, 2) for l in (6, 5, 4, 3, 2)}
 
 
-@pytest.mark.parametrize("normalize_features", [False, True])
+@pytest.mark.parametrize("normalize_features", ["none", "pair", "pixel"])
 def test_flow_head_on_identical_images_gives_finite_full_size_flow(tiny_config, normalize_features):
   config = tiny_config.copy_and_resolve_references()  # the fixture is shared by the session
   config.model.flow_head.normalize_features = normalize_features

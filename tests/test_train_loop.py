@@ -112,3 +112,15 @@ def test_evaluation_cli_on_a_trained_checkpoint(loop_config, uninterrupted, shar
   assert 0 <= results["davis"]["mean"]["propagation"]["J&F"] <= 1
   assert results["classify"]["test"] == 8 and 0 <= results["classify"]["top1"] <= 1
   assert 0 <= results["segment"]["miou"] <= 1 and results["segment"]["test"] == 1
+
+
+def test_checkpoints_of_another_model_stop_the_run_and_are_kept(loop_config, uninterrupted, tmp_path):
+  source, _, _ = uninterrupted
+  workdir = str(tmp_path / "other_model")
+  shutil.copytree(source, workdir)
+  config = loop_config.copy_and_resolve_references()
+  config.model.flow_head.estimator_widths = tuple(w + 4 for w in config.model.flow_head.estimator_widths)
+  with pytest.raises(RuntimeError, match="can be restored into this config"):
+    train_and_evaluate(config, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == sorted(
+      os.listdir(os.path.join(source, "checkpoints")))

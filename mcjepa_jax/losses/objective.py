@@ -1,5 +1,6 @@
 """The MC-JEPA objective: flow_weight * L_flow + content_weight * L_content (DESIGN.md 1, 4)."""
 
+import jax
 import jax.numpy as jnp
 
 from mcjepa_jax.losses.flow import (cycle_loss, feature_regression_loss, photometric_loss, pyramid_photometric_loss,
@@ -49,10 +50,13 @@ def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0, occlusion_strength=1.0
   images = jnp.concatenate([frames1, frames2], axis=0)
   occ = cfg.occlusion
   total, terms = photometric_objective(images, video["flow"], cfg, occlusion_strength)
+  # Without train_features the feature terms judge the flow only: the encoder gets no gradient
+  # from them, so they cannot lower themselves by making the features flat (our choice).
+  features = lambda train: video["pyramid"] if train else jax.lax.stop_gradient(video["pyramid"])
   terms.update({
-      "reg": feature_regression_loss(video["pyramid"], video["flows"], cfg.reg.norm, occ.alpha1, occ.alpha2,
-                                     occlusion_strength),
-      "cycle": cycle_loss(video["pyramid"], video["flows"]),
+      "reg": feature_regression_loss(features(cfg.reg.train_features), video["flows"], cfg.reg.norm, occ.alpha1,
+                                     occ.alpha2, occlusion_strength),
+      "cycle": cycle_loss(features(cfg.cycle.train_features), video["flows"]),
       "vc": pyramid_vc_loss(video["pyramid"], video["pooled"], cfg.vc.level_weights, cfg.vc.pooled_weights,
                             cfg.vc.eps),
   })

@@ -94,6 +94,20 @@ def patch_descriptors(images, size):
   return patches / norm
 
 
+def normalize_pixels(x, eps=1e-6):
+  """Centres each feature vector over its channels and scales it to unit RMS: [B, H, W, C] -> same.
+
+  The (1/C)-normalised correlation of two such vectors is their cosine
+  similarity (a normalised cross-correlation of features), so a match is
+  judged by the pattern of a pixel's features, not by their magnitude.
+  """
+  x = x - jnp.mean(x, axis=-1, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.mean(x**2, axis=-1, keepdims=True) + eps)
+
+
+FEATURE_NORMALIZATIONS = ("none", "pair", "pixel")
+
+
 class PWCFlowHead(nn.Module):
   """Estimates flow from two feature pyramids.
 
@@ -105,8 +119,9 @@ class PWCFlowHead(nn.Module):
     negative_slope: LeakyReLU slope (0.1).
     flow_clip: flows are clipped to [-flow_clip, flow_clip] pixels at every level.
     layer_norm: LayerNorm after every conv but the predicting one.
-    normalize_features: centre and scale both feature maps before the cost
-      volume (`normalize_pair`; our choice, from UFlow).
+    normalize_features: how features are normalised before the cost volume:
+      "none" (paper), "pair" (UFlow: `normalize_pair`) or "pixel" (cosine
+      similarity: `normalize_pixels`); our choice.
     feature_widths: widths of 3x3 conv + LeakyReLU layers, with their own
       weights per level, that turn the shared pyramid into the features the
       cost volume matches and the estimator reads (empty: the pyramid itself,
@@ -130,7 +145,7 @@ class PWCFlowHead(nn.Module):
   flow_clip: float
   layer_norm: bool
   norm_eps: float
-  normalize_features: bool = False
+  normalize_features: str = "none"
   feature_widths: Sequence[int] = ()
   corr_activation: bool = False
   pass_features: bool = False
@@ -172,10 +187,15 @@ class PWCFlowHead(nn.Module):
       else:
         flow_up = resize_flow(flow, (height, width))
         warped = warp(target, flow_up)
-      if self.normalize_features:
+      if self.normalize_features == "pair":
         cost = correlation(*normalize_pair(source, warped), self.corr_radius)
-      else:
+      elif self.normalize_features == "pixel":
+        cost = correlation(normalize_pixels(source), normalize_pixels(warped), self.corr_radius)
+      elif self.normalize_features == "none":
         cost = correlation(source, warped, self.corr_radius)
+      else:
+        raise ValueError(f"config.model.flow_head.normalize_features: unknown {self.normalize_features!r} "
+                         f"(known: {', '.join(FEATURE_NORMALIZATIONS)})")
       if self.corr_activation:
         cost = nn.leaky_relu(cost, self.negative_slope)
       inputs = [cost, source, flow_up] if self.source_features else [cost, flow_up]

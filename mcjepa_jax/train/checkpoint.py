@@ -32,14 +32,26 @@ def restore_latest(manager, abstract_state):
 
   `abstract_state` gives the structure, dtypes and shardings to restore into
   (so a checkpoint restores onto any mesh).
+
+  Raises:
+    RuntimeError: checkpoints exist but none restores (typically a config whose
+      model differs from the one that wrote them). Starting over instead would
+      let the manager delete them as new steps are saved.
   """
+  failures = []
   for step in sorted(manager.all_steps(), reverse=True):
+    path = os.path.join(str(manager.directory), str(step))
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
     except Exception as e:  # pylint: disable=broad-except
-      logging.warning("checkpoint %s is unreadable (%s: %s); trying an older one",
-                      os.path.join(str(manager.directory), str(step)), type(e).__name__, e)
+      logging.warning("checkpoint %s is unreadable (%s: %s); trying an older one", path, type(e).__name__, e)
+      failures.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
       continue
     return restored["state"], restored["data"], step
+  if failures:
+    raise RuntimeError(
+        f"none of the {len(failures)} checkpoints in {manager.directory} can be restored into this config's "
+        "train state (was it written with another model config?); nothing was deleted. Use the config that "
+        "wrote them, or another workdir.\n" + "\n".join(failures))
   return None
