@@ -9,9 +9,9 @@ from mcjepa_jax.config_utils import load_module
 
 
 def get_config(arg=None):
-  del arg
+  """arg: passed to mcjepa_convnext_t.py (`paper` for DESIGN.md's objective exactly)."""
   paper = load_module(os.path.join(os.path.dirname(__file__), "mcjepa_convnext_t.py"))
-  config = paper.get_config()
+  config = paper.get_config(arg)
   enc = config.model.encoder
   enc.stem_widths = (8, 8)
   enc.depths = (1, 1, 1, 1)

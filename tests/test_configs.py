@@ -10,9 +10,32 @@ def test_tiny_overrides_only_sizes(paper_config, tiny_config):
   assert paper_config.model.flow_head.levels == (6, 5, 4, 3, 2)
   assert paper_config.model.expander.widths == (8192, 8192, 8192)
   assert tiny_config.model.encoder.widths != paper_config.model.encoder.widths
-  # The objective is the paper's.
+  # The objective is the one of the paper-size config.
   assert tiny_config.loss.to_dict() == paper_config.loss.to_dict()
-  assert paper_config.loss.smooth.weight == 75.0 and paper_config.loss.cycle.weight == 0.2
+  assert paper_config.loss.cycle.weight == 0.2
+
+
+def test_paper_option_gives_design_objective_exactly(repo_root, paper_config):
+  exact = load_config(str(repo_root / "configs" / "mcjepa_convnext_t.py") + ":paper")
+  assert exact.loss.smooth.weight == 75.0 and exact.loss.smooth.units == "pwc"
+  assert not exact.loss.rec.normalize and not exact.loss.rec.exclude_out_of_frame
+  assert exact.loss.reg.train_features and exact.loss.cycle.train_features
+  assert exact.model.content_grad_scales == (1.0,) * 6 and exact.model.flow_head.source_features
+  assert exact.train.flow_head_weight_decay == exact.train.weight_decay
+  # Only the flow objective's choices differ from the default; model sizes and data are the same.
+  assert exact.model.encoder.to_dict() == paper_config.model.encoder.to_dict()
+  assert exact.data.to_dict() == paper_config.data.to_dict()
+
+
+def test_apply_overrides_types_values_and_names_unknown_keys(tiny_config):
+  from mcjepa_jax.config_utils import apply_overrides
+  config = tiny_config.copy_and_resolve_references()
+  apply_overrides(config, ["model.content_grad_scales=(1, 0, 1, 1, 1, 1)", "loss.rec.normalize=false",
+                           "loss.smooth.weight=0.5", "loss.smooth.units=pixel"])
+  assert config.model.content_grad_scales == (1, 0, 1, 1, 1, 1) and config.loss.rec.normalize is False
+  assert config.loss.smooth.weight == 0.5 and config.loss.smooth.units == "pixel"
+  with pytest.raises(KeyError, match="loss.smooth.wieght"):
+    apply_overrides(config, ["loss.smooth.wieght=1"])
 
 
 def test_typo_in_config_key_names_the_key(tiny_config):

@@ -91,3 +91,13 @@ def test_pixel_normalised_costs_are_cosine_similarities():
   gain = rng.uniform(0.5, 3.0, size=(1, 5, 6, 1)).astype(np.float32)
   changed = np.asarray(correlation(normalize_pixels(jnp.asarray(a * gain + 2.0)), normalize_pixels(jnp.asarray(b)), 1))
   np.testing.assert_allclose(changed, cost, rtol=1e-4, atol=1e-5)
+
+
+def test_patch_descriptors_match_themselves_best():
+  from mcjepa_jax.models.flow_head import patch_descriptors
+  image = np.random.default_rng(6).uniform(size=(1, 16, 16, 3)).astype(np.float32)
+  descriptors = patch_descriptors(jnp.asarray(image), (8, 8))
+  assert descriptors.shape == (1, 8, 8, 27)
+  cost = np.asarray(correlation(descriptors, descriptors, 1))
+  np.testing.assert_allclose(cost[..., 4], 1.0, atol=1e-2)  # zero offset: a unit self-correlation
+  assert np.all(cost[0, 1:-1, 1:-1, 4] >= cost[0, 1:-1, 1:-1].max(axis=-1) - 1e-5)

@@ -69,10 +69,19 @@ def test_paper_pyramid_shapes(paper_config):
   assert {l: f.shape for l, f in out["flows"].items()} == {l: (2, 128 // 2**l, 192 // 2**l, 2) for l in (6, 5, 4, 3, 2)}
 
 
-@pytest.mark.parametrize("normalize_features", ["none", "pair", "pixel"])
-def test_flow_head_on_identical_images_gives_finite_full_size_flow(tiny_config, normalize_features):
+HEAD_OPTIONS = {
+    "paper": dict(source_features=True),
+    "pair": dict(normalize_features="pair"),
+    # Every option of the head at once (each was measured on the demo: docs/benchmarks.md).
+    "all": dict(normalize_features="pixel", feature_widths=(8,), corr_activation=True, pass_features=True,
+                image_cost=True, source_features=True),
+}
+
+
+@pytest.mark.parametrize("options", sorted(HEAD_OPTIONS))
+def test_flow_head_on_identical_images_gives_finite_full_size_flow(tiny_config, options):
   config = tiny_config.copy_and_resolve_references()  # the fixture is shared by the session
-  config.model.flow_head.normalize_features = normalize_features
+  config.model.flow_head.update(HEAD_OPTIONS[options])
   model = build_model(config.model)
   image = jnp.asarray(np.random.default_rng(0).uniform(size=(1, 64, 64, 3)).astype(np.float32))
   views = jnp.asarray(np.random.default_rng(1).uniform(size=(4, 64, 64, 3)).astype(np.float32))
