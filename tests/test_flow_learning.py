@@ -16,9 +16,8 @@ from mcjepa_jax.train.loop import prepare
 STEPS = 60
 
 
-@pytest.fixture(scope="module")
-def diagnoses(repo_root, tmp_path_factory):
-  config = load_config(str(repo_root / "configs" / "demo.py") + ":steps=100")
+def train_and_diagnose(repo_root, tmp_path_factory, option):
+  config = load_config(str(repo_root / "configs" / "demo.py") + ":steps=100" + option)
   run = prepare(config, str(tmp_path_factory.mktemp("flow_learning")))
   source = heldout_source(config.data, config.seed)
   samples = [source[i] for i in range(16)]
@@ -31,10 +30,25 @@ def diagnoses(repo_root, tmp_path_factory):
   return before, diagnose(run.model, variables(), samples, radius)
 
 
+@pytest.fixture(scope="module")
+def diagnoses(repo_root, tmp_path_factory):
+  return train_and_diagnose(repo_root, tmp_path_factory, "")
+
+
+def mean_share(diagnosis):
+  return float(np.mean(list(diagnosis["share"].values())))
+
+
 def test_training_does_not_make_the_features_worse_for_matching(diagnoses):
+  # Measured: 0.320 -> 0.343 with the defaults.
   before, after = diagnoses
-  mean = lambda d: float(np.mean(list(d["share"].values())))
-  assert mean(after) >= mean(before) - 0.02, (before["share"], after["share"])
+  assert mean_share(after) >= mean_share(before) - 0.02, (before["share"], after["share"])
+
+
+def test_paper_gradients_make_the_features_worse_for_matching(repo_root, tmp_path_factory):
+  """The check above fails for DESIGN.md's objective (measured 0.320 -> 0.272): it can fail."""
+  before, after = train_and_diagnose(repo_root, tmp_path_factory, ",paper=1")
+  assert mean_share(after) < mean_share(before) - 0.02, (before["share"], after["share"])
 
 
 def test_every_head_level_adds_flow(diagnoses):
