@@ -89,13 +89,10 @@ def apply_overrides(config, items):
     if leaf not in node:
       raise KeyError(f"config has no field {key!r}")
     old = node[leaf]
-    if isinstance(old, bool):
-      value = _convert(text, old)
+    if isinstance(old, (bool, int, float, str)):
+      node[leaf] = _convert(text, old)
     elif isinstance(old, (tuple, list)):
-      value = type(old)(ast.literal_eval(text))
-    elif isinstance(old, (int, float, str)):
-      value = _convert(text, old)
+      node[leaf] = type(old)(ast.literal_eval(text))
     else:
-      value = ast.literal_eval(text)
-    node[leaf] = value
+      node[leaf] = ast.literal_eval(text)
   return config

@@ -68,8 +68,8 @@ def level_contributions(level_flows, levels, output_size):
 
 
 def diagnose(model, variables, samples, radius):
-  """Per-level true-offset shares (of the encoder's pyramid, and of the head's matching features
-  when it has them) and per-level flow contributions on generated samples.
+  """Per-level true-offset shares of the encoder's pyramid (what the shared features offer for
+  matching, before any head option transforms them) and per-level flow contributions.
 
   Args:
     model: `MCJEPA`.

@@ -72,12 +72,18 @@ def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad"):
   raise ValueError(f"config.eval.mode: unknown mode {mode!r} (known: 'pad', 'resize')")
 
 
-def flow_slope(flow, gt, valid=None):
-  """Least-squares slope s of `flow` ~ s * `gt` over (valid) pixels and both components: 1 = not shrunk."""
+def _slope_sums(flow, gt, valid=None):
+  """(sum flow . gt, sum gt . gt) over (valid) pixels: the sufficient statistics of `flow_slope`."""
   flow, gt = np.asarray(flow, np.float64), np.asarray(gt, np.float64)
   if valid is not None:
     flow, gt = flow[np.asarray(valid, bool)], gt[np.asarray(valid, bool)]
-  return float(np.sum(flow * gt) / max(np.sum(gt * gt), 1e-12))
+  return float(np.sum(flow * gt)), float(np.sum(gt * gt))
+
+
+def flow_slope(flow, gt, valid=None):
+  """Least-squares slope s of `flow` ~ s * `gt` over (valid) pixels and both components: 1 = not shrunk."""
+  dot, norm = _slope_sums(flow, gt, valid)
+  return dot / max(norm, 1e-12)
 
 
 def flow_metrics(flow, gt, valid=None):
@@ -108,9 +114,8 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
     row = {**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]}
     for name, region in (regions[0] if regions else {}).items():
       row[f"epe_{name}"] = endpoint_error(flow, gt, region if valid is None else region & valid)
-    keep = np.ones(gt.shape[:2], bool) if valid is None else np.asarray(valid, bool)
-    dot += float(np.sum(np.asarray(flow, np.float64)[keep] * np.asarray(gt, np.float64)[keep]))
-    norm += float(np.sum(np.asarray(gt, np.float64)[keep]**2))
+    pair_dot, pair_norm = _slope_sums(flow, gt, valid)
+    dot, norm = dot + pair_dot, norm + pair_norm
     rows.append(row)
     if first is None:
       first = (frame1, frame2, flow, gt)

@@ -63,24 +63,22 @@ def feature_regression_loss(pyramid, flows, norm, alpha1, alpha2, occlusion_stre
   return loss
 
 
-def photometric_mask(flow, alpha1, alpha2, occlusion_strength=1.0, exclude_out_of_frame=False):
+def photometric_mask(flow, alpha1, alpha2, occlusion_strength=1.0, in_frame=None):
   """Which source pixels the photometric loss may compare, for stacked flows.
 
   Args:
     flow: [2B, H, W, 2] stacked flows.
     alpha1, alpha2, occlusion_strength: see `visibility_mask`.
-    exclude_out_of_frame: also drop pixels whose flow leaves the other frame
-      (their warp reads zeros, so no flow can explain them; UFlow and ARFlow
-      drop them too). Always applied in full, from the first step.
+    in_frame: optional [2B, H, W, 1] validity of the warp (`warp_with_mask`):
+      pixels whose flow leaves the other frame are dropped too (their warp
+      reads zeros, so no flow can explain them; UFlow and ARFlow drop them).
+      Always applied in full, from the first step.
 
   Returns:
     [2B, H, W, 1] weights in [0, 1] (stop-gradient).
   """
   mask = visibility_mask(flow, alpha1, alpha2, occlusion_strength)
-  if exclude_out_of_frame:
-    _, in_frame = warp_with_mask(jnp.ones(flow.shape[:3] + (1,), flow.dtype), jax.lax.stop_gradient(flow))
-    mask = mask * in_frame
-  return mask
+  return mask if in_frame is None else mask * in_frame
 
 
 def masked_mean(values, mask, normalize):
@@ -109,14 +107,15 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
     l1_weight, l2_weight, ssim_weight: mixing weights a, b, c.
     census_weight: weight of the UFlow census term (0 disables it).
     census_patch: census neighbourhood side.
-    alpha1, alpha2, occlusion_strength, exclude_out_of_frame: see `photometric_mask`.
+    alpha1, alpha2, occlusion_strength: see `photometric_mask`.
+    exclude_out_of_frame: drop pixels whose flow leaves the other frame.
     normalize: average over the unmasked pixels (`masked_mean`).
 
   Returns:
     scalar.
   """
-  warped = warp(swap_halves(images), flow)
-  mask = photometric_mask(flow, alpha1, alpha2, occlusion_strength, exclude_out_of_frame)
+  warped, in_frame = warp_with_mask(swap_halves(images), flow)
+  mask = photometric_mask(flow, alpha1, alpha2, occlusion_strength, in_frame if exclude_out_of_frame else None)
   diff = images - warped
   distance = 0.0
   if l1_weight:
