@@ -9,6 +9,7 @@ zero flow 0.56 instead of 0.78 on the 400-step demo); `:paper` gives DESIGN.md 2
 import ml_collections
 
 from mcjepa_jax.config_utils import parse_arg
+from mcjepa_jax.evaluate.defaults import eval_defaults
 
 
 def get_config(arg=None):
@@ -84,6 +85,11 @@ def get_config(arg=None):
   loss.smooth = dict(weight=0.01, order=2, edge_weight=10.0, units="image")
   loss.cycle = dict(weight=0.2, train_features=False)
   loss.occlusion = dict(alpha1=0.01, alpha2=0.5)
+  # ARFlow's augmentation self-supervision (losses/selfsup.py; beyond the paper, 0 = off): the
+  # stop-gradient flow of each pair supervises the flow of a zoomed crop (window side in
+  # [min_scale, 1]) where the teacher's forward-backward check passes, with the robust penalty
+  # (|d| + eps)^exponent on pixel flow. It starts and ramps with the occlusion masks.
+  loss.selfsup = dict(weight=0.0, min_scale=0.7, eps=0.01, exponent=0.4)
   loss.vc = dict(
       weight=1.0,
       level_weights=((0.01, 0.04), (0.01, 0.04), (0.01, 0.001), (0.01, 0.0), (0.001, 0.0), (0.0001, 0.0)),
@@ -137,15 +143,7 @@ def get_config(arg=None):
                     blur_sigma=(0.1, 2.0))
 
   # ---- evaluation (DESIGN.md 6) ----
-  config.eval = dict(real_samples=True, data_root="")  # "" = $MCJEPA_SHARED_DATA or shared/data beside the repo
-  # DAVIS label propagation (DINO's protocol): stride-8 features (pyramid level 3),
-  # first frame + 7 previous frames as context, top-5 neighbours within 12 cells.
-  config.eval.davis = dict(resolution="480p", split_file="", level=3, n_context=7, top_k=5, radius=12,
-                           temperature=0.07)
-  # Linear probes on frozen features: classification on pooled features of classify_size
-  # images; segmentation on level-`segment_level` features (VOC: 21 classes).
-  config.eval.probe = dict(steps=2000, learning_rate=1e-2, weight_decay=1e-4, batch_size=256, classify_size=224,
-                           segment_size=448, segment_level=3, num_classes=21)
+  config.eval = eval_defaults()  # mcjepa_jax/evaluate/defaults.py: DAVIS and linear-probe protocols
   if arg.paper:
     use_paper_objective(config)
   return config

@@ -223,10 +223,31 @@ def _open_video(path):
     raise DataFormatError(f"{path}: cannot open video ({e})") from None
 
 
+def video_info(path):
+  """(frame count or None if the container does not say, frames per second or None) of a video file."""
+  with _open_video(path) as container:
+    if not container.streams.video:
+      raise DataFormatError(f"{path}: holds no video stream")
+    stream = container.streams.video[0]
+    return (stream.frames or None), (float(stream.average_rate) if stream.average_rate else None)
+
+
+def iter_video_frames(path):
+  """Yields the frames of a video file one at a time as [H, W, 3] uint8 (memory does not grow with length)."""
+  import av  # pylint: disable=g-import-not-at-top
+  with _open_video(path) as container:
+    if not container.streams.video:
+      raise DataFormatError(f"{path}: holds no video stream")
+    try:
+      for frame in container.decode(video=0):
+        yield frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as e:
+      raise DataFormatError(f"{path}: cannot decode video ({e})") from None
+
+
 def read_video(path):
   """All frames of a video file as [T, H, W, 3] float32 in [0, 1] (PyAV / FFmpeg)."""
-  with _open_video(path) as container:
-    frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+  frames = list(iter_video_frames(path))
   if not frames:
     raise DataFormatError(f"{path}: video has no frames")
   return np.stack(frames).astype(np.float32) / 255.0

@@ -61,7 +61,11 @@ def write_flo(path, flow):
 
 
 def read_image(path):
-  """PNG/PPM/JPEG frame -> [H, W, 3] float32 in [0, 1] (grey is tiled, alpha dropped)."""
+  """PNG/PPM/JPEG frame -> [H, W, 3] float32 in [0, 1].
+
+  Grey (8 or 16 bit) is tiled to three channels, alpha is dropped, palette
+  and other modes are converted to RGB, 16-bit channels are scaled by 65535.
+  """
   if not os.path.exists(path):
     raise DataFormatError(f"{path}: image file not found")
   if os.path.getsize(path) == 0:
@@ -69,11 +73,13 @@ def read_image(path):
   try:
     with Image.open(path) as image:
       image.load()
+      if image.mode not in ("RGB", "RGBA", "L") and not image.mode.startswith("I"):
+        image = image.convert("RGB")  # palette, grey + alpha, CMYK, 1-bit, ...
       array = np.asarray(image)
   except Exception as e:  # PIL raises several types for corrupt data.  pylint: disable=broad-except
     raise DataFormatError(f"{path}: cannot decode image ({e})") from None
-  if array.dtype == np.uint16:
-    array = array.astype(np.float32) / 65535.0
+  if array.dtype.kind in "ui" and array.dtype.itemsize > 1:  # 16-bit PNGs open as I;16 or I (int32)
+    array = np.clip(array.astype(np.float32) / 65535.0, 0.0, 1.0)
   else:
     array = array.astype(np.float32) / 255.0
   if array.ndim == 2:

@@ -99,6 +99,10 @@ def format_davis_table(result):
   return "\n".join(lines)
 
 
+KNOWN_RELEASES = ("Sintel/training", "KITTI/training/flow_occ", "data_scene_flow/training/flow_occ",
+                  "FlyingChairs_release", "DAVIS")
+
+
 def standard_flow_sets(root):
   """Flow evaluation entries for the release folders found under `root` (Sintel/, KITTI/, FlyingChairs_release/)."""
   import os  # pylint: disable=g-import-not-at-top

@@ -107,3 +107,24 @@ def upsample_flow(flow, factor):
   """`factor * resize_bilinear(flow, x factor)`: [B, h, w, 2] -> [B, h*f, w*f, 2]."""
   _, height, width, _ = flow.shape
   return resize_flow(flow, (height * factor, width * factor))
+
+
+def zoom_crop(x, offset, scale):
+  """Crops a window of each image and resizes it back to the full grid (bilinear).
+
+  Output pixel p of row n samples x[n] at offset[n] + scale[n] * p, so the
+  window starts at `offset` and spans `scale` of the image (scale < 1 zooms in).
+
+  Args:
+    x: [B, H, W, C] images, features or flows (flow values are not rescaled;
+      divide by `scale` for a flow on the cropped grid).
+    offset: [B, 2] window origin (x, y) in pixels.
+    scale: [B] window size as a fraction of the image.
+
+  Returns:
+    [B, H, W, C].
+  """
+  _, height, width, _ = x.shape
+  grid = jnp.stack(jnp.meshgrid(jnp.arange(width, dtype=x.dtype), jnp.arange(height, dtype=x.dtype)), axis=-1)
+  sample_at = offset[:, None, None, :].astype(x.dtype) + scale[:, None, None, None].astype(x.dtype) * grid
+  return warp(x, sample_at - grid)

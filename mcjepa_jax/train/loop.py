@@ -132,6 +132,8 @@ def train_and_evaluate(config, workdir, max_steps=None):
   eval_pair = heldout_source(config.data, config.seed)[0]
 
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  if is_main:
+    write_run_config(workdir, config)
   if is_main and run.restored_step is None:
     writer.write_hparams(_flatten(config.to_dict()))
   report = periodic_actions.ReportProgress(num_train_steps=train_cfg.total_steps, writer=writer,
@@ -165,6 +167,11 @@ def train_and_evaluate(config, workdir, max_steps=None):
   writer.flush()
   run.manager.close()
   return run.state, results
+
+
+def write_run_config(workdir, config):
+  """WORKDIR/config.json: what `load_pretrained`, `infer` and `evaluate` read to rebuild the model."""
+  (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 def _flatten(tree, prefix=""):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from mcjepa_jax.losses.objective import mcjepa_loss
+from mcjepa_jax.losses.selfsup import augmentation_loss, sample_zoom, zoomed_pair, zoomed_targets
 
 
 @flax.struct.dataclass
@@ -65,7 +66,26 @@ def make_train_step(model, optimizer, config):
         {"params": params, "batch_stats": batch_stats}, batch["frames1"], batch["frames2"],
         batch["views1"], batch["views2"], train=True, rngs={"drop_path": rng}, mutable=["batch_stats"])
     total, terms = mcjepa_loss(outputs, batch, config.loss, *schedules)
+    if config.loss.selfsup.weight:
+      term = _selfsup_term(params, batch_stats, batch, outputs["video"]["flow"], jax.random.fold_in(rng, 1))
+      flow_on, _, occlusion_strength = schedules
+      # It uses the teacher's occlusion masks, so it starts and ramps with them.
+      total = total + config.loss.flow_weight * flow_on * occlusion_strength * config.loss.selfsup.weight * term
+      terms["flow/selfsup"] = term
+      terms["total"] = total
     return total, (terms, updates["batch_stats"], outputs["content"]["embeddings"])
+
+  def _selfsup_term(params, batch_stats, batch, teacher_flow, rng):
+    cfg = config.loss.selfsup
+    frames1 = batch["frames1"]
+    zoom_key, drop_key = jax.random.split(rng)
+    offset, scale = sample_zoom(zoom_key, frames1.shape[0], frames1.shape[1:3], cfg.min_scale)
+    zoomed1, zoomed2 = zoomed_pair(frames1, batch["frames2"], offset, scale)
+    target, mask = zoomed_targets(teacher_flow, offset, scale, config.loss.occlusion.alpha1,
+                                  config.loss.occlusion.alpha2)
+    student = model.apply({"params": params, "batch_stats": batch_stats}, zoomed1, zoomed2, train=True,
+                          method=model.video, rngs={"drop_path": drop_key})
+    return augmentation_loss(student["flow"], target, mask, cfg.eps, cfg.exponent)
 
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)

@@ -1,0 +1,22 @@
+"""The evaluation settings (DESIGN.md 6), shared by training configs and by evaluating an export.
+
+An export carries only the model config, so the evaluation command line
+falls back on these when neither --config nor a training run's config.json
+gives them.
+"""
+
+import ml_collections
+
+
+def eval_defaults():
+  """The `config.eval` ConfigDict of `configs/mcjepa_convnext_t.py`."""
+  config = ml_collections.ConfigDict(dict(real_samples=True, data_root=""))  # "" = $MCJEPA_SHARED_DATA or shared/data
+  # DAVIS label propagation (DINO's protocol): stride-8 features (pyramid level 3),
+  # first frame + 7 previous frames as context, top-5 neighbours within 12 cells.
+  config.davis = dict(resolution="480p", split_file="", level=3, n_context=7, top_k=5, radius=12,
+                      temperature=0.07)
+  # Linear probes on frozen features: classification on pooled features of classify_size
+  # images; segmentation on level-`segment_level` features (VOC: 21 classes).
+  config.probe = dict(steps=2000, learning_rate=1e-2, weight_decay=1e-4, batch_size=256, classify_size=224,
+                      segment_size=448, segment_level=3, num_classes=21)
+  return config
