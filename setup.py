@@ -37,6 +37,10 @@ setup(
             "chex>=0.1.90,<0.2",
             # The exact CPU build that installs from a local file here; other versions download GBs.
             "torch==2.13.0",
+            # Executing notebooks/mcjepa_colab.ipynb in CI.
+            "nbclient>=0.10,<0.12",
+            "nbformat>=5.10,<6",
+            "ipykernel>=6.29,<8",
         ],
     },
 )

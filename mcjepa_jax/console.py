@@ -19,12 +19,18 @@ def verbose_requested():
   return "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present
 
 
+def quiet_environment():
+  """TensorFlow's C++ INFO logs off unless MCJEPA_VERBOSE=1: call before anything imports TensorFlow
+  (it reads the variable once, at import; config files may import it during flag parsing)."""
+  if os.environ.get("MCJEPA_VERBOSE", "") in ("", "0"):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def quiet_logging():
   """Library logs down to warnings unless `verbose_requested()`; call after flags are parsed."""
   if verbose_requested():
     return
-  # TensorFlow's C++ logging is read from the environment when it is first imported.
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  quiet_environment()
   import logging  # pylint: disable=g-import-not-at-top
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.WARNING)

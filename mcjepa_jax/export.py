@@ -11,6 +11,10 @@ multi-host run every process calls `export_variables` (Orbax writes the
 shards together) and process 0 alone writes the JSON files.
 """
 
+from mcjepa_jax.console import quiet_environment
+
+quiet_environment()  # before any import that may load TensorFlow
+
 import datetime
 import json
 

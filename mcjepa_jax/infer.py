@@ -13,6 +13,10 @@ OUT/flow.mp4 (input | colour wheel, side by side), streaming the frames.
 rescaled back to the input resolution); pairs are predicted `--batch` at a time.
 """
 
+from mcjepa_jax.console import quiet_environment
+
+quiet_environment()  # before any import that may load TensorFlow
+
 import argparse
 import os
 import sys

@@ -17,6 +17,10 @@ folders (class = sub-folder); `segment` a per-pixel linear layer on a VOC-layout
 root (JPEGImages, SegmentationClass, ImageSets/Segmentation/{train,val}.txt).
 """
 
+from mcjepa_jax.console import quiet_environment
+
+quiet_environment()  # before any import that may load TensorFlow
+
 import json
 import os
 

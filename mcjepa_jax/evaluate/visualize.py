@@ -65,3 +65,9 @@ def flow_panel(frame1, frame2, flow, gt_flow=None):
   if gt_flow is not None:
     tiles.append(flow_to_rgb(gt_flow, scale))
   return np.concatenate(tiles, axis=1)
+
+
+def enlarge_for_display(image, min_height=256):
+  """Nearest-neighbour upsampling by an integer factor until `image` [H, W, C] is at least `min_height` tall."""
+  factor = max(1, -(-min_height // image.shape[0]))
+  return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image

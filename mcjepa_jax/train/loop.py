@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from mcjepa_jax.data.pipeline import TrainInput, heldout_source, stack_samples
-from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, make_flow_predictor, predict_flow
-from mcjepa_jax.evaluate.samples import default_data_root, load_pairs, real_sample_sets
-from mcjepa_jax.evaluate.visualize import flow_panel, save_png
+from mcjepa_jax.data.pipeline import TrainInput, heldout_source
+from mcjepa_jax.console import format_duration
+from mcjepa_jax.evaluate.demo import evaluate_run, write_sample_frames
+from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, predict_flow
+from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_png
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import init_variables
 from mcjepa_jax.train import checkpoint
@@ -141,7 +142,8 @@ def train_and_evaluate(config, workdir, max_steps=None):
   step = int(run.state.step)
   stop = train_cfg.total_steps if max_steps is None else min(train_cfg.total_steps, step + max_steps)
   window = []
-  started = time.time()
+  started = run_started = time.time()
+  first_step = step
   while step < stop:
     run.state, metrics = run.step_fn(run.state, run.next_batch())
     step += 1
@@ -153,7 +155,8 @@ def train_and_evaluate(config, workdir, max_steps=None):
       writer.write_scalars(step, scalars)
       _say(is_main, f"step {step}/{train_cfg.total_steps}  total {scalars['total']:.4f}  flow {scalars['flow']:.4f}"
            f"  content {scalars['content']:.3f}  emb-std {scalars['embedding_std']:.3f}"
-           f"  ({(time.time() - started) / len(window):.3f} s/step)")
+           f"  ({(time.time() - started) / len(window):.3f} s/step, "
+           f"ETA {format_duration((stop - step) * (time.time() - run_started) / (step - first_step))})")
       window, started = [], time.time()
     if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
       _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, is_main)
@@ -163,9 +166,16 @@ def train_and_evaluate(config, workdir, max_steps=None):
 
   if step < train_cfg.total_steps:
     return run.state, None
-  results = evaluate(config, model, run.state, predictor, workdir, writer, is_main)
+  results = evaluate_run(config, model, _variables(run.state), int(run.state.step), predictor, workdir, is_main)
+  writer.write_scalars(step, {f"eval/{k}/epe": v["epe"] for k, v in results["flow"].items()}
+                       | {"eval/embedding_std": results["embedding_std"]})
   writer.flush()
   run.manager.close()
+  if is_main:
+    frames = write_sample_frames(workdir)
+    print(f"Try the trained model on a pair of frames (or --video FILE; see README 'Use a trained model'):\n"
+          f"  python -m mcjepa_jax.infer flow --model {workdir} {' '.join(frames)} --out {workdir}/infer "
+          f"--max_size {config.data.pairs.crop[1] * 3 // 2} --arrows", flush=True)
   return run.state, results
 
 
@@ -202,48 +212,4 @@ def _write_picture(writer, workdir, step, predictor, state, sample, model, is_ma
   if is_main:
     pictures = epath.Path(workdir) / "pictures"
     pictures.mkdir(parents=True, exist_ok=True)
-    save_png(pictures / f"heldout_step{step:06d}.png", panel)
-
-
-def evaluate(config, model, state, predictor, workdir, writer, is_main=True):
-  """EPE on held-out generated pairs and the real samples, embedding std; prints a table, writes eval.json."""
-  variables = _variables(state)
-  stride = model.encoder.total_stride
-  source = heldout_source(config.data, config.seed)
-  heldout = [source[i] for i in range(len(source))]
-  rows = {"generated_heldout": evaluate_pairs(
-      predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride)[0]}
-  root = config.eval.data_root or default_data_root()
-  if config.eval.real_samples and root:
-    pictures = epath.Path(workdir) / "pictures"
-    pictures.mkdir(parents=True, exist_ok=True)
-    for name, paths in real_sample_sets(root).items():
-      rows[name], first = evaluate_pairs(predictor, variables, load_pairs(paths), stride)
-      if is_main:
-        save_png(pictures / f"{name}.png", flow_panel(*first))
-
-  # Collapse check: per-dimension std of the expander output over held-out images.
-  images = stack_samples(heldout)["frame1"]
-  size = config.data.views.size
-  images = jax.image.resize(jnp.asarray(images), (images.shape[0], size, size, 3), "bilinear")
-  content = jax.jit(lambda v, x: model.apply(v, x, x, method=model.content))(variables, images)
-  embedding_std = float(jnp.mean(jnp.std(content["embeddings"][0], axis=0)))
-
-  results = {"step": int(state.step), "flow": rows, "embedding_std": embedding_std}
-  writer.write_scalars(int(state.step), {f"eval/{k}/epe": v["epe"] for k, v in rows.items()}
-                       | {"eval/embedding_std": embedding_std})
-  if is_main:
-    (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
-    print(format_table(results), flush=True)
-  return results
-
-
-def format_table(results):
-  """The evaluation results as a plain-text table."""
-  lines = [f"Evaluation at step {results['step']}",
-           f"{'dataset':<28}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}{'EPE/zero':>10}{'slope':>8}"]
-  for name, row in results["flow"].items():
-    lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}"
-                 f"{row['epe'] / row['zero_epe']:>10.2f}{row['slope']:>8.2f}")
-  lines.append(f"VICReg embedding std (collapse check, > 0.1 is healthy): {results['embedding_std']:.3f}")
-  return "\n".join(lines)
+    save_png(pictures / f"heldout_step{step:06d}.png", enlarge_for_display(panel))
