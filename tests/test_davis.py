@@ -87,3 +87,42 @@ def test_propagation_with_oracle_features_recovers_the_masks(blackswan):
   scores = davis.sequence_scores(predictions, masks)
   frozen = davis.sequence_scores(np.repeat(masks[:1], len(masks), axis=0), masks)
   assert scores["J"] > 0.85 and scores["J"] > frozen["J"] + 0.1, (scores, frozen)
+
+
+def _numpy_propagation(features, first_labels, num_classes, cfg, chunk_rows=8):
+  """The original numpy/argpartition implementation, kept as the reference."""
+  features = np.asarray(features, np.float32)
+  steps, height, width, _ = features.shape
+  features = features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+  labels = np.zeros((steps, height, width, num_classes), np.float32)
+  labels[0] = first_labels
+  cols = np.arange(width)
+  for t in range(1, steps):
+    context = [0] + list(range(max(1, t - cfg.n_context), t))
+    for r0 in range(0, height, chunk_rows):
+      r1 = min(r0 + chunk_rows, height)
+      k0, k1 = max(0, r0 - cfg.radius), min(height, r1 + cfg.radius)
+      query = features[t, r0:r1].reshape(-1, features.shape[-1])                         # [q, C]
+      keys = features[context, k0:k1].reshape(-1, features.shape[-1])                    # [n*k, C]
+      values = labels[context, k0:k1].reshape(-1, num_classes)                            # [n*k, K]
+      q_rows, q_cols = np.divmod(np.arange(query.shape[0]), width)
+      k_rows, k_cols = np.divmod(np.arange((k1 - k0) * width), width)
+      near = ((np.abs(q_rows[:, None] + r0 - (k_rows[None] + k0)) <= cfg.radius)
+              & (np.abs(cols[q_cols][:, None] - k_cols[None]) <= cfg.radius))
+      similarity = np.where(np.tile(near, (1, len(context))), query @ keys.T, -np.inf)
+      k = min(cfg.top_k, similarity.shape[1])
+      top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+      top_sim = np.take_along_axis(similarity, top, axis=1)
+      weights = np.exp((top_sim - top_sim.max(axis=1, keepdims=True)) / cfg.temperature)
+      weights /= weights.sum(axis=1, keepdims=True)
+      labels[t, r0:r1] = np.einsum("qk,qkc->qc", weights, values[top]).reshape(r1 - r0, width, num_classes)
+  return labels
+
+
+def test_compiled_propagation_matches_the_numpy_reference():
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(6, 13, 11, 5)).astype(np.float32)
+  first = rng.dirichlet(np.ones(3), size=(13, 11)).astype(np.float32)
+  cfg = davis.PropagationConfig(n_context=2, top_k=4, radius=3, temperature=0.1)
+  expected = _numpy_propagation(features, first, 3, cfg, chunk_rows=4)
+  np.testing.assert_allclose(davis.propagate_labels(features, first, 3, cfg), expected, atol=1e-5)

@@ -39,11 +39,6 @@ def boundary_map(mask):
   return edge
 
 
-def _disk(radius):
-  ys, xs = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-  return xs**2 + ys**2 <= radius**2
-
-
 def boundary_f_measure(pred, gt, tolerance=BOUNDARY_TOLERANCE):
   """F: harmonic mean of boundary precision and recall, each boundary pixel matching within
   ceil(tolerance * image diagonal) pixels of the other boundary; 1 when both are empty."""
@@ -53,9 +48,10 @@ def boundary_f_measure(pred, gt, tolerance=BOUNDARY_TOLERANCE):
   if not pred_edge.any() or not gt_edge.any():
     return 0.0
   radius = int(np.ceil(tolerance * np.hypot(*pred_edge.shape)))
-  disk = _disk(radius)
-  precision = (pred_edge & ndimage.binary_dilation(gt_edge, disk)).sum() / pred_edge.sum()
-  recall = (gt_edge & ndimage.binary_dilation(pred_edge, disk)).sum() / gt_edge.sum()
+  # Within `radius` of the other boundary = inside its dilation by a Euclidean disk; the distance
+  # transform gives the same set in linear time (the dilation dominated a DAVIS evaluation).
+  precision = (ndimage.distance_transform_edt(~gt_edge)[pred_edge] <= radius).mean()
+  recall = (ndimage.distance_transform_edt(~pred_edge)[gt_edge] <= radius).mean()
   return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
 
 
@@ -87,45 +83,94 @@ class PropagationConfig:
   temperature: float = 0.07   # softmax temperature over the kept similarities
 
 
-def propagate_labels(features, first_labels, num_classes, cfg=PropagationConfig(), chunk_rows=8):
+def propagate_labels(features, first_labels, num_classes, cfg=PropagationConfig()):
   """Label probabilities of every frame from the first frame's labels.
+
+  Every cell of frame t takes the softmax(similarity / temperature)-weighted
+  labels of its `top_k` most similar cells among the context frames (frame 0
+  and the `n_context` previous ones), within `radius` cells. One compiled
+  function per video size does a whole frame (the former numpy version, which
+  spent most of a DAVIS evaluation in `argpartition`, is the reference in
+  tests/test_davis.py).
 
   Args:
     features: [T, h, w, C] frame features (any scale; they are L2-normalised here).
     first_labels: [h, w, num_classes] label distribution of frame 0 at feature resolution.
     num_classes: number of labels (background included).
     cfg: `PropagationConfig`.
-    chunk_rows: query rows handled at once (bounds memory at 480p).
 
   Returns:
     [T, h, w, num_classes] probabilities; frame 0 is `first_labels`.
   """
-  features = np.asarray(features, np.float32)
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  features = jnp.asarray(features, jnp.float32)
   steps, height, width, _ = features.shape
-  features = features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+  features = features / jnp.maximum(jnp.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+  slots = cfg.n_context + 1
   labels = np.zeros((steps, height, width, num_classes), np.float32)
   labels[0] = first_labels
-  cols = np.arange(width)
+  frame_fn = _propagation_fn(cfg.radius, cfg.top_k, cfg.temperature)
   for t in range(1, steps):
     context = [0] + list(range(max(1, t - cfg.n_context), t))
-    for r0 in range(0, height, chunk_rows):
-      r1 = min(r0 + chunk_rows, height)
-      k0, k1 = max(0, r0 - cfg.radius), min(height, r1 + cfg.radius)
-      query = features[t, r0:r1].reshape(-1, features.shape[-1])                         # [q, C]
-      keys = features[context, k0:k1].reshape(-1, features.shape[-1])                    # [n*k, C]
-      values = labels[context, k0:k1].reshape(-1, num_classes)                            # [n*k, K]
-      q_rows, q_cols = np.divmod(np.arange(query.shape[0]), width)
-      k_rows, k_cols = np.divmod(np.arange((k1 - k0) * width), width)
-      near = ((np.abs(q_rows[:, None] + r0 - (k_rows[None] + k0)) <= cfg.radius)
-              & (np.abs(cols[q_cols][:, None] - k_cols[None]) <= cfg.radius))
-      similarity = np.where(np.tile(near, (1, len(context))), query @ keys.T, -np.inf)
-      k = min(cfg.top_k, similarity.shape[1])
-      top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-      top_sim = np.take_along_axis(similarity, top, axis=1)
-      weights = np.exp((top_sim - top_sim.max(axis=1, keepdims=True)) / cfg.temperature)
-      weights /= weights.sum(axis=1, keepdims=True)
-      labels[t, r0:r1] = np.einsum("qk,qkc->qc", weights, values[top]).reshape(r1 - r0, width, num_classes)
+    valid = np.zeros(slots, bool)
+    valid[:len(context)] = True
+    context = context + [0] * (slots - len(context))  # padding slots, masked out by `valid`
+    labels[t] = np.asarray(frame_fn(features[t], features[np.asarray(context)], jnp.asarray(labels[context]),
+                                    jnp.asarray(valid)))
   return labels
+
+
+_PROPAGATION_FNS = {}
+
+
+def _propagation_fn(radius, top_k, temperature, chunk_rows=8):
+  """jitted (query [h, w, C], context [n, h, w, C], labels [n, h, w, K], valid [n]) -> [h, w, K].
+
+  Query rows go `chunk_rows` at a time (`lax.map`), each compared by one matrix product with the
+  rows within `radius` of every context frame (masked to the square neighbourhood): matrix
+  products beat a local correlation volume's (2r+1)^2 shifted slices here (0.9 s per 480p frame).
+  """
+  key = (radius, top_k, temperature, chunk_rows)
+  if key in _PROPAGATION_FNS:
+    return _PROPAGATION_FNS[key]
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def propagate(query, context, context_labels, valid):
+    height, width, _ = query.shape
+    num_classes = context_labels.shape[-1]
+    chunks = -(-height // chunk_rows)
+    pad_rows = chunks * chunk_rows - height
+    # Rows padded so that every chunk sees `radius` key rows above and below (masked outside).
+    query = jnp.pad(query, ((0, pad_rows), (0, 0), (0, 0)))
+    keys = jnp.pad(context, ((0, 0), (radius, radius + pad_rows), (0, 0), (0, 0)))
+    values = jnp.pad(context_labels, ((0, 0), (radius, radius + pad_rows), (0, 0), (0, 0)))
+    window = chunk_rows + 2 * radius
+    q_rows = np.arange(chunk_rows)[:, None, None, None, None]
+    q_cols = np.arange(width)[None, :, None, None, None]
+    k_rows = np.arange(window)[None, None, None, :, None] - radius      # relative to the chunk's first row
+    k_cols = np.arange(width)[None, None, None, None, :]
+    near = (np.abs(q_rows - k_rows) <= radius) & (np.abs(q_cols - k_cols) <= radius)
+    slot_ok = valid[None, None, :, None, None]
+
+    def chunk(r0):
+      q = jax.lax.dynamic_slice_in_dim(query, r0, chunk_rows, axis=0)                     # [r, w, C]
+      k = jax.lax.dynamic_slice_in_dim(keys, r0, window, axis=1)                          # [n, win, w, C]
+      v = jax.lax.dynamic_slice_in_dim(values, r0, window, axis=1)                        # [n, win, w, K]
+      absolute = r0 + k_rows
+      inside = (absolute >= 0) & (absolute < height)
+      similarity = jnp.einsum("rqc,nkwc->rqnkw", q, k, precision=jax.lax.Precision.HIGHEST)
+      similarity = jnp.where(near & slot_ok & inside, similarity, -jnp.inf)
+      top, index = jax.lax.top_k(similarity.reshape(chunk_rows * width, -1), top_k)
+      weights = jax.nn.softmax(top / temperature, axis=-1)
+      picked = v.reshape(-1, num_classes)[index]                                          # [q, k, K]
+      return jnp.einsum("qk,qkc->qc", weights, picked).reshape(chunk_rows, width, num_classes)
+
+    out = jax.lax.map(chunk, jnp.arange(chunks) * chunk_rows)
+    return out.reshape(chunks * chunk_rows, width, num_classes)[:height]
+
+  _PROPAGATION_FNS[key] = jax.jit(propagate)
+  return _PROPAGATION_FNS[key]
 
 
 def _downsample_labels(mask, num_classes, size):

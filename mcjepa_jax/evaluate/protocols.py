@@ -64,9 +64,11 @@ def evaluate_davis(root, feature_fn, cfg=davis.PropagationConfig(), resolution="
 
   `feature_fn=None` evaluates only the repeated-first-mask baseline.
   """
+  from mcjepa_jax.console import Progress  # pylint: disable=g-import-not-at-top
   names = sequences or davis.davis_sequences(root, resolution, split_file)
   per_sequence = {}
-  for name in names:
+  progress = Progress(len(names), "DAVIS sequences", every_s=0.0)
+  for done, name in enumerate(names, 1):
     frames, masks = davis.load_sequence(root, name, resolution, max_frames)
     row = {"frames": len(frames),
            "first_mask": davis.sequence_scores(np.repeat(masks[:1], len(masks), axis=0), masks)}
@@ -74,6 +76,8 @@ def evaluate_davis(root, feature_fn, cfg=davis.PropagationConfig(), resolution="
       features = np.stack([feature_fn(frame) for frame in frames])
       row["propagation"] = davis.sequence_scores(davis.segment_video(features, masks[0], cfg), masks)
     per_sequence[name] = row
+    score = row.get("propagation", row["first_mask"])["J&F"]
+    progress.update(done, f"  {name}: J&F {score:.3f}")
   methods = [m for m in ("propagation", "first_mask") if m in next(iter(per_sequence.values()))]
   means = {m: {k: float(np.mean([r[m][k] for r in per_sequence.values()])) for k in ("J", "F", "J&F")}
            for m in methods}

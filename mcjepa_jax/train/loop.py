@@ -142,8 +142,7 @@ def train_and_evaluate(config, workdir, max_steps=None):
   step = int(run.state.step)
   stop = train_cfg.total_steps if max_steps is None else min(train_cfg.total_steps, step + max_steps)
   window = []
-  started = run_started = time.time()
-  first_step = step
+  started = time.time()
   while step < stop:
     run.state, metrics = run.step_fn(run.state, run.next_batch())
     step += 1
@@ -156,7 +155,7 @@ def train_and_evaluate(config, workdir, max_steps=None):
       _say(is_main, f"step {step}/{train_cfg.total_steps}  total {scalars['total']:.4f}  flow {scalars['flow']:.4f}"
            f"  content {scalars['content']:.3f}  emb-std {scalars['embedding_std']:.3f}"
            f"  ({(time.time() - started) / len(window):.3f} s/step, "
-           f"ETA {format_duration((stop - step) * (time.time() - run_started) / (step - first_step))})")
+           f"ETA {format_duration((stop - step) * (time.time() - started) / len(window))})")
       window, started = [], time.time()
     if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
       _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, is_main)
