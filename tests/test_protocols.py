@@ -67,7 +67,8 @@ def test_cli_baselines_on_the_shared_samples(shared_data, tiny_config, tmp_path)
   results = run(tiny_config, str(tmp_path), str(shared_data), ["flow", "davis"], max_pairs=2,
                 davis_max_frames=4, baseline=True)
   flow = results["flow"]
-  assert set(flow) == {"sintel_clean", "sintel_final", "flyingchairs"}
+  assert set(flow) == {"sintel_clean", "sintel_final", "flyingchairs", "middlebury"}
+  assert flow["middlebury"]["zero_epe"] == pytest.approx(1.256, abs=1e-3)
   assert flow["sintel_clean"]["epe"] == flow["sintel_clean"]["zero_epe"] == pytest.approx(2.983, abs=1e-3)
   assert "epe_matched" in flow["sintel_clean"] and flow["flyingchairs"]["pairs"] == 2
   first_mask = results["davis"]["mean"]["first_mask"]
@@ -89,3 +90,26 @@ def test_epe_and_fl_all_hand_cases():
   metrics = flow_metrics(flow, gt, valid)
   assert metrics["epe"] == pytest.approx((4 + 4 + 2.5) / 3)
   assert metrics["fl"] == pytest.approx(1 / 3)
+
+
+def test_standard_flow_sets_detect_kitti_2012_2015_and_middlebury(tmp_path, shared_data):
+  import shutil
+  from mcjepa_jax.data.datasets import make_flow_source
+  from mcjepa_jax.data.formats import write_kitti_flow
+  from mcjepa_jax.evaluate.protocols import standard_flow_sets
+  from PIL import Image
+  for folder, images in (("KITTI", "colored_0"), ("data_scene_flow", "image_2")):
+    training = tmp_path / folder / "training"
+    (training / images).mkdir(parents=True)
+    (training / "flow_occ").mkdir()
+    for frame in ("10", "11"):
+      Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(training / images / f"000000_{frame}.png")
+    write_kitti_flow(str(training / "flow_occ" / "000000_10.png"), np.ones((8, 12, 2), np.float32))
+  shutil.copytree(shared_data / "middlebury", tmp_path / "middlebury")
+  specs = {s["label"]: s for s in standard_flow_sets(str(tmp_path))}
+  assert set(specs) == {"kitti2012", "kitti2015", "middlebury"}
+  for label, spec in specs.items():
+    spec = {k: v for k, v in spec.items() if k != "label"}
+    sample = make_flow_source(spec)[0]
+    assert sample["flow"].shape[:2] == sample["frame1"].shape[:2], label
+  assert specs["kitti2012"]["version"] == 2012

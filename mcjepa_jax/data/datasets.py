@@ -155,6 +155,26 @@ class KITTI(PairSource):
     super().__init__(pairs, root)
 
 
+class Middlebury(PairSource):
+  """Middlebury flow "other" set: other-data/SEQ/frame10.png, frame11.png with
+  other-gt-flow/SEQ/flow10.flo (unknown-flow pixels come back invalid)."""
+
+  name = "Middlebury"
+
+  def __init__(self, root):
+    data = _require_dir(os.path.join(root, "other-data"))
+    gt_root = _require_dir(os.path.join(root, "other-gt-flow"))
+    pairs = []
+    for sequence in sorted(os.listdir(gt_root)):
+      gt = os.path.join(gt_root, sequence, "flow10.flo")
+      first = os.path.join(data, sequence, "frame10.png")
+      if os.path.exists(gt) and os.path.exists(first):
+        pairs.append((first, os.path.join(data, sequence, "frame11.png"), gt))
+    if not pairs:
+      raise DataFormatError(f"{root}: no SEQ/frame10.png with other-gt-flow/SEQ/flow10.flo found")
+    super().__init__(pairs, root)
+
+
 class HD1K(PairSource):
   """HD1K: hd1k_input/image_2/SSSSSS_FFFF.png, hd1k_flow_gt/flow_occ/SSSSSS_FFFF.png (KITTI PNG flow)."""
 
@@ -276,7 +296,7 @@ class Mixture:
 
 
 FLOW_SOURCES = {"flyingchairs": FlyingChairs, "flyingthings3d": FlyingThings3D, "sintel": Sintel,
-                "kitti": KITTI, "hd1k": HD1K, "frames": FramePairs}
+                "kitti": KITTI, "hd1k": HD1K, "middlebury": Middlebury, "frames": FramePairs}
 
 
 def make_flow_source(spec):

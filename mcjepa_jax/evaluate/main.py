@@ -93,7 +93,7 @@ def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max
   if "flow" in tasks:
     multiple = model.encoder.total_stride if model is not None else 64
     results["flow"] = protocols.evaluate_flow_sets(specs, predictor, variables, multiple, mode, max_pairs)
-    print(protocols.format_flow_table(results["flow"]), flush=True)
+    print(protocols.format_flow_table(results["flow"], baseline), flush=True)
   if "davis" in tasks and os.path.isdir(davis_root):
     davis_cfg = cfg.davis
     if not baseline:

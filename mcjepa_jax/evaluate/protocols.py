@@ -23,13 +23,15 @@ def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max
   def pairs():
     for index in range(len(source) if max_pairs is None else min(max_pairs, len(source))):
       sample = source[index]
-      regions = {}
+      valid, regions = sample["valid"], {}
       if isinstance(source, Sintel):
         occluded, invalid = source.masks(index)
+        if invalid is not None:  # the release marks pixels its flow does not describe
+          valid = ~invalid if valid is None else valid & ~invalid
         if occluded is not None:
           usable = np.ones_like(occluded) if invalid is None else ~invalid
           regions = {"matched": usable & ~occluded, "unmatched": usable & occluded}
-      yield sample["frame1"], sample["frame2"], sample["flow"], sample["valid"], regions
+      yield sample["frame1"], sample["frame2"], sample["flow"], valid, regions
 
   return evaluate_pairs(predictor, variables, pairs(), multiple, mode)[0]
 
@@ -84,12 +86,13 @@ def evaluate_davis(root, feature_fn, cfg=davis.PropagationConfig(), resolution="
   return {"sequences": per_sequence, "mean": means}
 
 
-def format_flow_table(rows):
+def format_flow_table(rows, baseline=False):
+  """The flow results as a table; `baseline`: only the zero-flow columns mean anything."""
   lines = [f"{'dataset':<28}{'pairs':>6}{'EPE':>9}{'Fl-all':>9}{'zero EPE':>10}{'zero Fl':>9}"]
   for name, row in rows.items():
-    lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>9.3f}{100 * row['fl']:>8.2f}%"
-                 f"{row['zero_epe']:>10.3f}{100 * row['zero_fl']:>8.2f}%")
-    if "epe_matched" in row:
+    model = f"{'-':>9}{'-':>9}" if baseline else f"{row['epe']:>9.3f}{100 * row['fl']:>8.2f}%"
+    lines.append(f"{name:<28}{row['pairs']:>6}{model}{row['zero_epe']:>10.3f}{100 * row['zero_fl']:>8.2f}%")
+    if "epe_matched" in row and not baseline:
       lines.append(f"{'  matched / unmatched EPE':<34}{row['epe_matched']:>9.3f} / {row['epe_unmatched']:.3f}")
   return "\n".join(lines)
 
@@ -104,7 +107,8 @@ def format_davis_table(result):
 
 
 KNOWN_RELEASES = ("Sintel/training", "KITTI/training/flow_occ", "data_scene_flow/training/flow_occ",
-                  "FlyingChairs_release", "DAVIS")
+                  "data_stereo_flow/training/flow_occ", "FlyingChairs_release", "middlebury/other-gt-flow",
+                  "DAVIS")
 
 
 def standard_flow_sets(root):
@@ -114,9 +118,17 @@ def standard_flow_sets(root):
   if os.path.isdir(os.path.join(root, "Sintel", "training")):
     specs += [{"name": "sintel", "root": os.path.join(root, "Sintel"), "render": r, "label": f"sintel_{r}"}
               for r in ("clean", "final") if os.path.isdir(os.path.join(root, "Sintel", "training", r))]
-  for kitti in ("KITTI", "data_scene_flow"):
-    if os.path.isdir(os.path.join(root, kitti, "training", "flow_occ")):
-      specs.append({"name": "kitti", "root": os.path.join(root, kitti), "label": "kitti2015"})
+  for kitti in ("KITTI", "data_scene_flow", "data_stereo_flow"):
+    training = os.path.join(root, kitti, "training")
+    if os.path.isdir(os.path.join(training, "flow_occ")):
+      # 2015 keeps its frames in image_2/, 2012 in colored_0/.
+      for version, images in ((2015, "image_2"), (2012, "colored_0")):
+        if os.path.isdir(os.path.join(training, images)):
+          specs.append({"name": "kitti", "root": os.path.join(root, kitti), "version": version,
+                        "label": f"kitti{version}"})
+  for middlebury in ("middlebury", "Middlebury"):
+    if os.path.isdir(os.path.join(root, middlebury, "other-gt-flow")):
+      specs.append({"name": "middlebury", "root": os.path.join(root, middlebury), "label": "middlebury"})
       break
   chairs = os.path.join(root, "FlyingChairs_release")
   if os.path.isdir(chairs):
