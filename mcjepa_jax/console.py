@@ -24,6 +24,9 @@ def quiet_environment():
   (it reads the variable once, at import; config files may import it during flag parsing)."""
   if os.environ.get("MCJEPA_VERBOSE", "") in ("", "0"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow announces its oneDNN kernels before its log level applies; only TensorFlow's own
+    # ops (image decoding in TFDS, summaries) are affected, never the JAX model.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def quiet_logging():
