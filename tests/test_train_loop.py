@@ -124,3 +124,54 @@ def test_checkpoints_of_another_model_stop_the_run_and_are_kept(loop_config, uni
     train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == sorted(
       os.listdir(os.path.join(source, "checkpoints")))
+
+
+def _inject(monkeypatch, at_step, action):
+  """Runs `action(batch)` on the batch of step `at_step` (1-based) inside the loop."""
+  from mcjepa_jax.train import loop
+  original = loop.Training.next_batch
+
+  def next_batch(self):
+    batch = original(self)
+    return action(batch) if int(self.state.step) + 1 == at_step else batch
+
+  monkeypatch.setattr(loop.Training, "next_batch", next_batch)
+
+
+def test_a_nan_stops_the_run_naming_step_and_terms_and_keeps_the_last_good_checkpoint(loop_config, tmp_path,
+                                                                                      monkeypatch):
+  from mcjepa_jax.train.loop import NonFiniteError
+  workdir = str(tmp_path / "nan")
+  nan_pixel = lambda batch: {**batch, "frames1": batch["frames1"].at[0, 0, 0, 0].set(np.nan)}
+  _inject(monkeypatch, 3, nan_pixel)
+  with pytest.raises(NonFiniteError, match=r"step 3: non-finite .*flow.*grad_norm.*last good checkpoint, step 2"):
+    train_and_evaluate(loop_config, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
+  monkeypatch.undo()
+  # The kept checkpoint resumes (the NaN came from that one batch).
+  state, _ = train_and_evaluate(loop_config, workdir, max_steps=1)
+  assert int(state.step) == 3 and all(np.isfinite(np.asarray(x)).all()
+                                      for x in jax.tree_util.tree_leaves(state.params))
+
+
+def test_sigterm_saves_at_the_step_boundary_and_the_run_resumes(loop_config, uninterrupted, tmp_path, monkeypatch,
+                                                               capsys):
+  import signal
+  workdir = str(tmp_path / "term")
+  config = loop_config.copy_and_resolve_references()
+  config.train.checkpoint_every = 100  # only the termination save can write step 2 (Orbax also keeps step 1)
+
+  def terminate(batch):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return batch
+
+  _inject(monkeypatch, 2, terminate)
+  state, results = train_and_evaluate(config, workdir)
+  assert int(state.step) == 2 and results is None
+  assert "stopped by SIGTERM at step 2: checkpoint saved" in capsys.readouterr().out
+  assert "2" in os.listdir(os.path.join(workdir, "checkpoints"))
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+  monkeypatch.undo()
+  resumed, results = train_and_evaluate(config, workdir)
+  assert int(resumed.step) == 4 and results is not None
+  _assert_same_params(resumed.params, uninterrupted[1].params)

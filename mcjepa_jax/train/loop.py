@@ -143,23 +143,42 @@ def train_and_evaluate(config, workdir, max_steps=None):
   stop = train_cfg.total_steps if max_steps is None else min(train_cfg.total_steps, step + max_steps)
   window = []
   started = time.time()
-  while step < stop:
-    run.state, metrics = run.step_fn(run.state, run.next_batch())
-    step += 1
-    window.append(metrics)
-    report(step)
-    if step % train_cfg.log_every == 0 or step == stop:
-      scalars = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
-      scalars.update({f"lr/{g}": float(s(step)) for g, s in run.schedules.items()})
-      writer.write_scalars(step, scalars)
-      _say(is_main, f"step {step}/{train_cfg.total_steps}  total {scalars['total']:.4f}  flow {scalars['flow']:.4f}"
-           f"  content {scalars['content']:.3f}  emb-std {scalars['embedding_std']:.3f}"
-           f"  ({(time.time() - started) / len(window):.3f} s/step, "
-           f"ETA {format_duration((stop - step) * (time.time() - started) / len(window))})")
-      window, started = [], time.time()
-    if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
-      _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, is_main)
-    run.save(force=step == stop)
+  # One process cannot stop a multi-host run alone (the save is collective): there, Orbax's
+  # preemption notice, which every process sees at the same step, does it.
+  terminate = _TerminationRequest(install=jax.process_count() == 1)
+  try:
+    while step < stop:
+      run.state, metrics = run.step_fn(run.state, run.next_batch())
+      step += 1
+      window.append(metrics)
+      report(step)
+      # Orbax's preemption notice (TPU pods, multi-host) or SIGTERM (SLURM, Kubernetes, a user).
+      preempted = terminate.requested or run.manager.reached_preemption(step)
+      if preempted or run.manager.should_save(step) or step == stop:
+        # Nothing non-finite may reach a checkpoint: check every step since the last check first.
+        _check_finite(window, step, run.manager)
+      if preempted:
+        run.save(force=True)
+        run.manager.wait_until_finished()
+        writer.flush()
+        _say(is_main, f"stopped by {terminate.reason or 'a preemption notice'} at step {step}: checkpoint saved in "
+             f"{run.manager.directory}; run the same command again to resume")
+        return run.state, None
+      if step % train_cfg.log_every == 0 or step == stop:
+        _check_finite(window, step, run.manager)
+        scalars = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+        scalars.update({f"lr/{g}": float(s(step)) for g, s in run.schedules.items()})
+        writer.write_scalars(step, scalars)
+        _say(is_main, f"step {step}/{train_cfg.total_steps}  total {scalars['total']:.4f}  flow {scalars['flow']:.4f}"
+             f"  content {scalars['content']:.3f}  emb-std {scalars['embedding_std']:.3f}"
+             f"  ({(time.time() - started) / len(window):.3f} s/step, "
+             f"ETA {format_duration((stop - step) * (time.time() - started) / len(window))})")
+        window, started = [], time.time()
+      if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
+        _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, is_main)
+      run.save(force=step == stop)
+  finally:
+    terminate.restore()
   run.manager.wait_until_finished()
   writer.flush()
 
@@ -176,6 +195,47 @@ def train_and_evaluate(config, workdir, max_steps=None):
           f"  python -m mcjepa_jax.infer flow --model {workdir} {' '.join(frames)} --out {workdir}/infer "
           f"--max_size {config.data.pairs.crop[1] * 3 // 2} --arrows", flush=True)
   return run.state, results
+
+
+class NonFiniteError(FloatingPointError):
+  """A loss term or the gradient norm became NaN or Inf; the message names the step and terms."""
+
+
+def _check_finite(window, step, manager):
+  """Raises NonFiniteError if any metric of the steps in `window` (the last of which is `step`) is not finite.
+
+  Waits for pending saves first, so the last good checkpoint is complete; no later one is written.
+  """
+  for offset, metrics in enumerate(window):
+    bad = sorted(k for k, v in metrics.items() if not np.isfinite(np.asarray(v)).all())
+    if bad:
+      manager.wait_until_finished()
+      first = step - len(window) + 1 + offset
+      latest = manager.latest_step()
+      kept = (f"the last good checkpoint, step {latest}, is kept in {manager.directory}" if latest is not None
+              else "there is no checkpoint yet")
+      raise NonFiniteError(f"step {first}: non-finite {', '.join(bad)}; training stopped, {kept} and no "
+                           "later one was saved. Lower the learning rates or check the data (a NaN pixel?).")
+
+
+class _TerminationRequest:
+  """SIGTERM -> finish the current step, save and exit cleanly (main thread of a process only)."""
+
+  def __init__(self, install=True):
+    import signal  # pylint: disable=g-import-not-at-top
+    import threading  # pylint: disable=g-import-not-at-top
+    self.requested, self.reason, self._previous = False, None, None
+    if install and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.requested, self.reason = True, "SIGTERM"
+
+  def restore(self):
+    import signal  # pylint: disable=g-import-not-at-top
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
 
 
 def write_run_config(workdir, config):
