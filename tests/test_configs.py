@@ -55,3 +55,46 @@ def test_parse_arg_types_and_unknown_keys():
 def test_missing_config_file_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="nope.py"):
     load_config(str(tmp_path / "nope.py"))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.encoder.name", "resnet", "unknown encoder .*convnext"),
+    ("model.flow_head.levels", (7, 6, 5), r"levels must lie in 1..6"),
+    ("model.flow_head.levels", (4, 2), "coarse to fine one level at a time"),
+    ("model.content_grad_scales", (1.0, 1.0), "needs 6 values"),
+    ("loss.vc.level_weights", ((0.01, 0.04),), r"needs 6 \(variance, covariance\) pairs"),
+    ("loss.smooth.units", "furlongs", "known: image, pixel, pwc"),
+    ("data.pairs.crop", (64, 96), "multiple of the encoder's stride 64"),
+    ("data.pairs.crop", (0, 64), "multiple of the encoder's stride 64"),
+    ("train.video_batch_size", 0, "must be > 0"),
+    ("train.encoder_lr", -1e-3, "must be > 0"),
+    ("data.views.size", 32, "at least the encoder's stride 64"),
+    ("model.flow_head.normalize_features", "l2", "known: none, pair, pixel"),
+])
+def test_impossible_config_values_are_named_before_anything_compiles(tiny_config, key, value, message):
+  from mcjepa_jax.config_checks import validate_config
+  config = tiny_config.copy_and_resolve_references()
+  *parents, leaf = key.split(".")
+  node = config
+  for name in parents:
+    node = node[name]
+  node[leaf] = value
+  with pytest.raises(ValueError, match=rf"config\.{key.replace('.', '[.]')}=.*{message}"):
+    validate_config(config)
+
+
+def test_shipped_configs_validate_and_the_paper_model_takes_224_pixel_views(repo_root):
+  import jax
+  import jax.numpy as jnp
+  from mcjepa_jax.config_checks import validate_config
+  from mcjepa_jax.config_utils import load_config
+  from mcjepa_jax.models import build_model
+  for name in ("tiny.py", "demo.py", "demo.py:paper", "mcjepa_convnext_t.py", "mcjepa_convnext_t.py:paper",
+               "mcjepa_real.py"):
+    validate_config(load_config(str(repo_root / "configs" / name)))
+  config = load_config(str(repo_root / "configs" / "mcjepa_convnext_t.py"))
+  model = build_model(config.model)
+  frames, views = jnp.zeros((1, 64, 64, 3)), jnp.zeros((2, 224, 224, 3))
+  out = jax.eval_shape(lambda k, f, v: model.apply(model.init(k, f, f, v, v), f, f, v, v),
+                       jax.random.key(0), frames, views)
+  assert out["content"]["embeddings"][0].shape == (2, 8192) and out["video"]["flow"].shape == (2, 64, 64, 2)

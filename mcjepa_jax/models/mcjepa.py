@@ -34,12 +34,18 @@ class MCJEPA(nn.Module):
     std = jnp.asarray(self.pixel_std, images.dtype)
     return (images - mean) / std
 
-  def _check_size(self, images, what):
+  def _check_size(self, images, what, multiple=True):
+    """Frames for flow need sizes that every pyramid level divides (levels are warped onto each
+    other); images for pooled features only need one cell at the coarsest level (224-px views)."""
     stride = self.encoder.total_stride
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ValueError(f"{what} have shape {tuple(images.shape)}: expected [B, H, W, 3]")
     height, width = images.shape[1:3]
-    if images.ndim != 4 or images.shape[-1] != 3 or height % stride or width % stride:
-      raise ValueError(f"{what} have shape {tuple(images.shape)}: expected [B, H, W, 3] with H and W multiples "
-                       f"of {stride} (the encoder's coarsest level is H/{stride})")
+    if multiple and (height % stride or width % stride):
+      raise ValueError(f"{what} have shape {tuple(images.shape)}: expected H and W multiples of {stride} (the "
+                       f"encoder's coarsest level is H/{stride})")
+    if min(height, width) < stride:
+      raise ValueError(f"{what} have shape {tuple(images.shape)}: expected H and W of at least {stride}")
 
   def video(self, frames1, frames2, train=False):
     """Flow in both directions for a batch of frame pairs.
@@ -81,7 +87,7 @@ class MCJEPA(nn.Module):
     """
     if views1.shape != views2.shape:
       raise ValueError(f"the two views must have equal shapes, got {views1.shape} and {views2.shape}")
-    self._check_size(views1, "image views")
+    self._check_size(views1, "image views", multiple=False)
     views = jnp.concatenate([views1, views2], axis=0)
     _, pooled = self.encoder(self._normalise(views), train=train, grad_scales=self.content_grad_scales)
     half = views1.shape[0]

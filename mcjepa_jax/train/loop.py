@@ -17,6 +17,7 @@ import numpy as np
 from etils import epath
 
 from mcjepa_jax.data.pipeline import TrainInput, heldout_source
+from mcjepa_jax.config_checks import validate_config
 from mcjepa_jax.console import format_duration
 from mcjepa_jax.evaluate.demo import evaluate_run, write_sample_frames
 from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, predict_flow
@@ -68,6 +69,7 @@ def prepare(config, workdir, devices=None):
     workdir: checkpoint directory root (created).
     devices: optional device list for the mesh (default: all devices of all processes).
   """
+  validate_config(config)  # before anything is built or compiled
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   train_cfg = config.train
   mesh = make_mesh(config.mesh, devices)

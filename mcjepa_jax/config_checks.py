@@ -1,0 +1,85 @@
+"""Checks of a training config before anything is built or compiled: one ValueError naming the key.
+
+Impossible values otherwise fail deep inside XLA (a crop that is not a
+multiple of the encoder's stride, a head level outside the pyramid) or, worse,
+train something else than intended (a weight list of the wrong length).
+"""
+
+ENCODERS = ("convnext",)
+PYRAMID_LEVELS = 6
+NORMALIZE_FEATURES = ("none", "pair", "pixel")
+SMOOTHNESS_UNITS = ("image", "pixel", "pwc")
+REG_NORMS = ("l1", "l2")
+
+
+def _fail(key, value, allowed):
+  raise ValueError(f"config.{key}={value!r}: {allowed}")
+
+
+def _positive(config, *keys):
+  for key in keys:
+    value = _get(config, key)
+    if not value > 0:
+      _fail(key, value, "must be > 0")
+
+
+def _get(config, key):
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return node
+
+
+def validate_config(config):
+  """Raises ValueError naming the first impossible value of a training config (configs/*.py)."""
+  model, train, loss = config.model, config.train, config.loss
+  enc, head = model.encoder, model.flow_head
+  if enc.name not in ENCODERS:
+    _fail("model.encoder.name", enc.name, f"unknown encoder (known: {', '.join(ENCODERS)})")
+  if len(enc.stem_widths) + len(enc.depths) != PYRAMID_LEVELS or len(enc.widths) != len(enc.depths):
+    _fail("model.encoder.widths", tuple(enc.widths), f"stem_widths ({len(enc.stem_widths)}) + depths "
+          f"({len(enc.depths)}) must give {PYRAMID_LEVELS} pyramid levels, with one width per depth")
+  if len(enc.stem_kernels) != len(enc.stem_widths):
+    _fail("model.encoder.stem_kernels", tuple(enc.stem_kernels), "needs one kernel per stem width")
+  for key in ("model.encoder.stem_widths", "model.encoder.widths", "model.encoder.depths"):
+    if any(v <= 0 for v in _get(config, key)):
+      _fail(key, tuple(_get(config, key)), "every entry must be > 0")
+  levels = tuple(head.levels)
+  if not levels or any(not 1 <= level <= PYRAMID_LEVELS for level in levels):
+    _fail("model.flow_head.levels", levels, f"levels must lie in 1..{PYRAMID_LEVELS} (the encoder's pyramid)")
+  if any(b != a - 1 for a, b in zip(levels, levels[1:])):
+    _fail("model.flow_head.levels", levels, "must run coarse to fine one level at a time, e.g. (6, 5, 4, 3, 2)")
+  if len(head.estimator_widths) == 0 or head.corr_radius < 1:
+    _fail("model.flow_head.corr_radius", head.corr_radius, "must be >= 1, with at least one estimator width")
+  if head.normalize_features not in NORMALIZE_FEATURES:
+    _fail("model.flow_head.normalize_features", head.normalize_features, f"known: {', '.join(NORMALIZE_FEATURES)}")
+  if len(head.context_widths) != len(head.context_dilations):
+    _fail("model.flow_head.context_dilations", tuple(head.context_dilations),
+          f"needs one dilation per context width ({len(head.context_widths)})")
+  if len(model.content_grad_scales) != PYRAMID_LEVELS:
+    _fail("model.content_grad_scales", tuple(model.content_grad_scales), f"needs {PYRAMID_LEVELS} values, one per level")
+  if len(model.pixel_mean) != 3 or len(model.pixel_std) != 3 or any(s <= 0 for s in model.pixel_std):
+    _fail("model.pixel_std", tuple(model.pixel_std), "needs 3 positive values (and pixel_mean 3 values)")
+  if len(loss.vc.level_weights) != PYRAMID_LEVELS:
+    _fail("loss.vc.level_weights", tuple(loss.vc.level_weights), f"needs {PYRAMID_LEVELS} (variance, covariance) pairs")
+  if loss.smooth.units not in SMOOTHNESS_UNITS:
+    _fail("loss.smooth.units", loss.smooth.units, f"known: {', '.join(SMOOTHNESS_UNITS)}")
+  if loss.smooth.order not in (1, 2):
+    _fail("loss.smooth.order", loss.smooth.order, "must be 1 or 2")
+  if loss.reg.norm not in REG_NORMS:
+    _fail("loss.reg.norm", loss.reg.norm, f"known: {', '.join(REG_NORMS)}")
+  if "selfsup" in loss and not 0 < loss.selfsup.min_scale <= 1:
+    _fail("loss.selfsup.min_scale", loss.selfsup.min_scale, "must lie in (0, 1]")
+  _positive(config, "train.video_batch_size", "train.image_batch_size", "train.total_steps", "train.log_every",
+            "train.checkpoint_every", "train.picture_every", "train.keep_checkpoints", "train.encoder_lr",
+            "train.flow_head_lr", "data.views.size")
+  stride = 2**PYRAMID_LEVELS
+  crop = tuple(config.data.pairs.crop)
+  if len(crop) != 2 or any(n <= 0 or n % stride for n in crop):
+    _fail("data.pairs.crop", crop, f"(height, width), each a positive multiple of the encoder's stride {stride}")
+  if config.data.views.size < stride:
+    _fail("data.views.size", config.data.views.size, f"must be at least the encoder's stride {stride}")
+  if config.data.name == "synthetic":
+    source = tuple(config.data.source_size)
+    if any(s < c for s, c in zip(source, crop)):
+      _fail("data.source_size", source, f"generated frames must be at least the crop {crop}")
