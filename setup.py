@@ -37,6 +37,8 @@ setup(
             "chex>=0.1.90,<0.2",
             # The exact CPU build that installs from a local file here; other versions download GBs.
             "torch==2.13.0",
+            # Property-based fuzzing of the file readers.
+            "hypothesis>=6.100,<7",
             # Executing notebooks/mcjepa_colab.ipynb in CI.
             "nbclient>=0.10,<0.12",
             "nbformat>=5.10,<6",

@@ -38,12 +38,14 @@ def read_flo(path):
       width, height = (int(x) for x in np.frombuffer(header[4:], "<i4"))
       if not (0 < width < 100_000 and 0 < height < 100_000):
         raise DataFormatError(f"{path}: implausible .flo size {width}x{height}")
-      data = np.frombuffer(f.read(), "<f4")
+      payload = f.read()
   except OSError as e:
     raise DataFormatError(f"{path}: cannot read .flo file ({e.strerror})") from None
   expected = width * height * 2
-  if data.size != expected:
-    raise DataFormatError(f"{path}: .flo data has {data.size} values, expected {expected} for {width}x{height}")
+  if len(payload) != 4 * expected:
+    raise DataFormatError(f"{path}: .flo data has {len(payload)} bytes, expected {4 * expected} "
+                          f"({expected} float32 values) for {width}x{height}")
+  data = np.frombuffer(payload, "<f4")
   flow = data.reshape(height, width, 2).astype(np.float32)
   valid = np.all(np.abs(flow) < FLO_UNKNOWN, axis=-1) & np.all(np.isfinite(flow), axis=-1)
   return np.where(valid[..., None], flow, 0.0).astype(np.float32), valid
@@ -152,15 +154,22 @@ def read_pfm(path):
   if not match:
     raise DataFormatError(f"{path}: not a PFM file (header {data[:16]!r})")
   channels = 3 if match.group(1) == b"PF" else 1
-  width, height, scale = int(match.group(2)), int(match.group(3)), float(match.group(4))
+  width, height = int(match.group(2)), int(match.group(3))
+  try:
+    scale = float(match.group(4))
+  except ValueError:
+    raise DataFormatError(f"{path}: PFM scale {match.group(4)!r} is not a number") from None
+  if not (0 < width < 100_000 and 0 < height < 100_000):
+    raise DataFormatError(f"{path}: implausible PFM size {width}x{height}")
   # A negative scale means little-endian samples.
   dtype = "<f4" if scale < 0 else ">f4"
-  values = np.frombuffer(data[match.end():], dtype)
   expected = width * height * channels
-  if values.size < expected:
-    raise DataFormatError(f"{path}: PFM data has {values.size} values, expected {expected} for "
-                          f"{width}x{height}x{channels}")
-  array = values[:expected].reshape(height, width, channels)[::-1].astype(np.float32)
+  payload = data[match.end():]
+  if len(payload) < 4 * expected:
+    raise DataFormatError(f"{path}: PFM data has {len(payload)} bytes, expected {4 * expected} for "
+                          f"{width}x{height}x{channels} float32 values")
+  values = np.frombuffer(payload[:4 * expected], dtype)
+  array = values.reshape(height, width, channels)[::-1].astype(np.float32)
   return array[..., 0] if channels == 1 else array
 
 
