@@ -43,8 +43,8 @@ def read_flo(path):
     raise DataFormatError(f"{path}: cannot read .flo file ({e.strerror})") from None
   expected = width * height * 2
   if len(payload) != 4 * expected:
-    raise DataFormatError(f"{path}: .flo data has {len(payload)} bytes, expected {4 * expected} "
-                          f"({expected} float32 values) for {width}x{height}")
+    raise DataFormatError(f"{path}: .flo data has {len(payload)} bytes, expected {expected} float32 values "
+                          f"({4 * expected} bytes) for {width}x{height}")
   data = np.frombuffer(payload, "<f4")
   flow = data.reshape(height, width, 2).astype(np.float32)
   valid = np.all(np.abs(flow) < FLO_UNKNOWN, axis=-1) & np.all(np.isfinite(flow), axis=-1)
@@ -166,8 +166,8 @@ def read_pfm(path):
   expected = width * height * channels
   payload = data[match.end():]
   if len(payload) < 4 * expected:
-    raise DataFormatError(f"{path}: PFM data has {len(payload)} bytes, expected {4 * expected} for "
-                          f"{width}x{height}x{channels} float32 values")
+    raise DataFormatError(f"{path}: PFM data has {len(payload)} bytes, expected {expected} float32 values "
+                          f"({4 * expected} bytes) for {width}x{height}x{channels}")
   values = np.frombuffer(payload[:4 * expected], dtype)
   array = values.reshape(height, width, channels)[::-1].astype(np.float32)
   return array[..., 0] if channels == 1 else array
