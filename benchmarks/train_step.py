@@ -1,6 +1,6 @@
 """Compile time and speed of the jit-compiled train step and of the input pipeline.
 
-  python benchmarks/train_step.py [--config configs/demo.py] [--steps 20]
+  python benchmarks/train_step.py [--config configs/demo.py] [--steps 20] [--set key=value ...]
 
 Prints a table; record results with the machine in docs/benchmarks.md.
 """
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcjepa_jax.config_utils import load_config
+from mcjepa_jax.config_utils import apply_overrides, load_config
 from mcjepa_jax.data.pipeline import TrainInput
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import count_params, init_variables
@@ -25,8 +25,9 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", default="configs/demo.py")
   parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--set", nargs="*", default=[], help="key=value config overrides, e.g. model.encoder.depthwise=conv")
   args = parser.parse_args()
-  config = load_config(args.config)
+  config = apply_overrides(load_config(args.config), args.set)
   train = config.train
   data = TrainInput(config, 0)
   batch = next(data)

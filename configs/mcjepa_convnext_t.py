@@ -33,6 +33,10 @@ def get_config(arg=None):
       layer_scale_init=1e-6,
       drop_path_rate=0.1,            # ConvNeXt-T's ImageNet value (our choice)
       norm_eps=1e-6,
+      # The 7x7 depthwise convolution: "conv" (grouped convolution), "shifts" (49 shifted
+      # multiply-adds: XLA:CPU runs them faster at ConvNeXt-T widths, docs/benchmarks.md) or "auto"
+      # (shifts on CPU, the convolution on GPU/TPU). Same values either way.
+      depthwise="conv",
   )
   model.flow_head = dict(
       levels=(6, 5, 4, 3, 2),

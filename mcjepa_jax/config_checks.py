@@ -39,6 +39,8 @@ def validate_config(config):
   if len(enc.stem_widths) + len(enc.depths) != PYRAMID_LEVELS or len(enc.widths) != len(enc.depths):
     _fail("model.encoder.widths", tuple(enc.widths), f"stem_widths ({len(enc.stem_widths)}) + depths "
           f"({len(enc.depths)}) must give {PYRAMID_LEVELS} pyramid levels, with one width per depth")
+  if enc.get("depthwise", "conv") not in ("auto", "conv", "shifts"):
+    _fail("model.encoder.depthwise", enc.depthwise, "known: auto, conv, shifts")
   if len(enc.stem_kernels) != len(enc.stem_widths):
     _fail("model.encoder.stem_kernels", tuple(enc.stem_kernels), "needs one kernel per stem width")
   for key in ("model.encoder.stem_widths", "model.encoder.widths", "model.encoder.depths"):

@@ -1,5 +1,6 @@
 """Model structure: pyramid shapes, the exact ConvNeXt-T parameter count, flow head outputs."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,3 +98,21 @@ def test_flow_head_on_identical_images_gives_finite_full_size_flow(tiny_config, 
   content = jax.jit(lambda v, x: model.apply(v, x, x, method=model.content))(variables, views)
   z1, z2 = content["embeddings"]
   assert z1.shape == (4, 64) and np.all(np.isfinite(np.asarray(z1)))
+
+
+def test_depthwise_shifts_equal_the_grouped_convolution_in_values_and_gradients():
+  from mcjepa_jax.models.convnext import DepthwiseConv
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 12, 5)), jnp.float32)
+  conv = DepthwiseConv(5, 7, "conv")
+  variables = conv.init(jax.random.key(0), x)
+  assert jax.tree_util.tree_map(jnp.shape, variables["params"]) == {"kernel": (7, 7, 1, 5), "bias": (5,)}
+  variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)  # a non-zero bias too
+  shifts = DepthwiseConv(5, 7, "shifts")
+  np.testing.assert_allclose(shifts.apply(variables, x), conv.apply(variables, x), atol=1e-5)
+  loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(shifts), argnums=(0, 1))(variables, x)),
+                  jax.tree_util.tree_leaves(jax.grad(loss(conv), argnums=(0, 1))(variables, x))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  # Same layout as the nn.Conv it replaced: checkpoints of either implementation load into the other.
+  reference = nn.Conv(5, (7, 7), padding="SAME", feature_group_count=5)
+  np.testing.assert_allclose(reference.apply(variables, x), conv.apply(variables, x), atol=1e-5)

@@ -107,7 +107,8 @@ def build_model(config):
   encoder = ConvNeXtEncoder(
       stem_widths=tuple(enc.stem_widths), depths=tuple(enc.depths), widths=tuple(enc.widths),
       kernel_size=enc.kernel_size, mlp_ratio=enc.mlp_ratio, layer_scale_init=enc.layer_scale_init,
-      drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps, stem_kernels=tuple(enc.stem_kernels))
+      drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps, stem_kernels=tuple(enc.stem_kernels),
+      depthwise=enc.get("depthwise", "conv"))
   head = config.flow_head
   flow_head = PWCFlowHead(
       levels=tuple(head.levels), corr_radius=head.corr_radius,
