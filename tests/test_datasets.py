@@ -85,3 +85,18 @@ def test_kitti_multiview_pairs_stay_inside_their_scene(tmp_path):
   assert len(source) == 2 * 20
   assert all(a.split("_")[-2] == b.split("_")[-2] for a, b, _ in source.pairs)
   assert source.pairs[0][0].endswith("000000_00.png") and source.pairs[0][1].endswith("000000_01.png")
+
+
+def test_video_pairs_stream_the_same_frames_as_a_full_decode(shared_data):
+  """Frames decoded on access from the nearest keyframe equal those of decoding the whole video,
+  and the source keeps only timestamps (memory independent of the video's length)."""
+  path = str(shared_data / "video" / "tree.avi")
+  everything = datasets.read_video(path)
+  source = datasets.FramePairs(path, stride=2)
+  assert len(source) == len(everything) - 2
+  for index in (0, 1, 17, 40, len(source) - 1):
+    sample = source[index]
+    np.testing.assert_array_equal(sample["frame1"], everything[index])
+    np.testing.assert_array_equal(sample["frame2"], everything[index + 2])
+  stored = sum(np.asarray(v).nbytes for v in source._timestamps.values())  # pylint: disable=protected-access
+  assert stored < 1000 < everything.nbytes

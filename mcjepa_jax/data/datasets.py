@@ -199,8 +199,10 @@ class FramePairs(PairSource):
   """Consecutive frames of unlabeled video, for self-supervised flow.
 
   `root` is a video file, a folder of frames, or a folder holding frame
-  folders (e.g. DAVIS JPEGImages/480p) and/or video files (decoded with PyAV).
-  Videos are decoded once, when the source is built, and kept in memory.
+  folders (e.g. DAVIS JPEGImages/480p) and/or video files (PyAV). Videos are
+  indexed when the source is built (the presentation timestamps of their
+  frames, read without decoding) and each pair is decoded on access from the
+  nearest keyframe, so memory does not grow with the length of the videos.
   """
 
   name = "video frame"
@@ -208,7 +210,7 @@ class FramePairs(PairSource):
   VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm")
 
   def __init__(self, root, stride=1):
-    self._videos = {}
+    self._timestamps = {}
     if os.path.isfile(root):
       videos, folders = [root], []
     else:
@@ -217,9 +219,8 @@ class FramePairs(PairSource):
       folders = [root] + [e for e in entries if os.path.isdir(e)]
     pairs = []
     for video in videos:
-      # Counting frames means decoding them (container counts are unreliable): keep them.
-      self._videos[video] = read_video(video)
-      count = len(self._videos[video])
+      self._timestamps[video] = video_timestamps(video)
+      count = len(self._timestamps[video])
       pairs += [((video, i), (video, i + stride), None) for i in range(count - stride)]
     for folder in folders:
       frames = sorted(os.path.join(folder, f) for f in os.listdir(folder)
@@ -230,8 +231,9 @@ class FramePairs(PairSource):
   def __getitem__(self, index):
     first, second, _ = self.pairs[index]
     if isinstance(first, tuple):
-      video = self._videos[first[0]]
-      return {"frame1": video[first[1]], "frame2": video[second[1]]}
+      video = first[0]
+      frame1, frame2 = read_video_frames(video, self._timestamps[video], (first[1], second[1]))
+      return {"frame1": frame1, "frame2": frame2}
     return super().__getitem__(index)
 
 
@@ -263,6 +265,46 @@ def iter_video_frames(path):
         yield frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as e:
       raise DataFormatError(f"{path}: cannot decode video ({e})") from None
+
+
+def video_timestamps(path):
+  """Presentation timestamps of the frames of a video, in display order, read from its packets (no decoding)."""
+  with _open_video(path) as container:
+    if not container.streams.video:
+      raise DataFormatError(f"{path}: holds no video stream")
+    stream = container.streams.video[0]
+    stamps = sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size)
+  if not stamps:
+    raise DataFormatError(f"{path}: video has no frames")
+  return np.asarray(stamps, np.int64)
+
+
+def read_video_frames(path, timestamps, indices):
+  """Frames `indices` of a video as [H, W, 3] float32 in [0, 1], decoded from the keyframe before the first.
+
+  Args:
+    path: the video file.
+    timestamps: its `video_timestamps`.
+    indices: frame numbers (display order) to return, in the order given.
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  wanted = {int(timestamps[i]): i for i in indices}
+  found = {}
+  with _open_video(path) as container:
+    stream = container.streams.video[0]
+    container.seek(min(wanted), stream=stream, backward=True, any_frame=False)
+    try:
+      for frame in container.decode(stream):
+        if frame.pts in wanted:
+          found[wanted[frame.pts]] = frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+        if len(found) == len(wanted) or (frame.pts is not None and frame.pts > max(wanted)):
+          break
+    except av.error.FFmpegError as e:
+      raise DataFormatError(f"{path}: cannot decode video ({e})") from None
+  missing = [i for i in indices if i not in found]
+  if missing:
+    raise DataFormatError(f"{path}: frames {missing} could not be decoded")
+  return [found[i] for i in indices]
 
 
 def read_video(path):
