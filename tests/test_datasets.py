@@ -100,3 +100,17 @@ def test_video_pairs_stream_the_same_frames_as_a_full_decode(shared_data):
     np.testing.assert_array_equal(sample["frame2"], everything[index + 2])
   stored = sum(np.asarray(v).nbytes for v in source._timestamps.values())  # pylint: disable=protected-access
   assert stored < 1000 < everything.nbytes
+
+
+def test_missing_files_and_a_mismatched_split_file_stop_at_build_time(fixtures, tmp_path):
+  import shutil
+  root = tmp_path / "chairs"
+  shutil.copytree(fixtures / "pseudo_flyingchairs", root)
+  (root / "data" / "00003_img2.ppm").unlink()
+  with pytest.raises(DataFormatError, match=r"1 file\(s\) of the 5 FlyingChairs samples are missing, first "
+                                            r".*00003_img2.ppm. Expected layout: FlyingChairs_release: data/"):
+    datasets.FlyingChairs(str(root), "all")
+  shutil.copy(fixtures / "pseudo_flyingchairs" / "data" / "00003_img2.ppm", root / "data")
+  (root / "FlyingChairs_train_val.txt").write_text("1\n1\n2\n")
+  with pytest.raises(DataFormatError, match=r"FlyingChairs_train_val.txt: 3 lines for the 5 samples"):
+    datasets.FlyingChairs(str(root), "train")

@@ -25,6 +25,12 @@ class PairSource:
       raise DataFormatError(f"{root}: no {self.name} samples found (check the root folder and split)")
     self.pairs = list(pairs)
     self.root = root
+    # A missing file should stop the run when the source is built, not at step 10,000.
+    missing = [p for pair in self.pairs for p in pair if isinstance(p, str) and not os.path.exists(p)]
+    if missing:
+      layout = " ".join((self.__doc__ or "").split())
+      raise DataFormatError(f"{root}: {len(missing)} file(s) of the {len(self.pairs)} {self.name} samples are "
+                            f"missing, first {missing[0]}. Expected layout: {layout}")
 
   def __len__(self):
     return len(self.pairs)
@@ -60,7 +66,13 @@ class FlyingChairs(PairSource):
       split_file = split_file or os.path.join(root, "FlyingChairs_train_val.txt")
       if not os.path.exists(split_file):
         raise DataFormatError(f"{split_file}: FlyingChairs split file not found (use split='all' without it)")
-      codes = np.loadtxt(split_file, dtype=np.int64, ndmin=1)
+      try:
+        codes = np.loadtxt(split_file, dtype=np.int64, ndmin=1)
+      except ValueError as e:
+        raise DataFormatError(f"{split_file}: not a FlyingChairs split file of 1s and 2s ({e})") from None
+      if len(codes) != len(ids):
+        raise DataFormatError(f"{split_file}: {len(codes)} lines for the {len(ids)} samples in {data} (one "
+                              "line per sample expected; a partial copy of the release?)")
       wanted = {"train": 1, "val": 2}.get(split)
       if wanted is None:
         raise ValueError(f"FlyingChairs split must be 'train', 'val' or 'all', got {split!r}")
