@@ -119,6 +119,9 @@ def get_config(arg=None):
   train.weight_decay = 0.05          # encoder and expander: ConvNeXt/VICReg AdamW practice (our choice)
   train.flow_head_weight_decay = 1e-6  # PWC-Net/ARFlow-size decay on the flow head (our choice)
   train.grad_clip_norm = 0.0         # 0 disables clipping
+  # N > 0: drop updates whose gradient is NaN/Inf, up to N in a row (optax.apply_if_finite); the
+  # count is logged. 0: a non-finite loss or gradient stops the run (train/loop.py).
+  train.skip_nonfinite_updates = 0
   train.log_every = 100
   train.picture_every = 5000
   train.checkpoint_every = 5000

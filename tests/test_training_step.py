@@ -73,3 +73,38 @@ def test_bad_image_size_raises_clear_error(tiny_config):
   model = build_model(tiny_config.model)
   with pytest.raises(ValueError, match="multiples of 64"):
     jax.eval_shape(lambda x: model.init(jax.random.key(0), x, x, x, x), jax.ShapeDtypeStruct((1, 48, 64, 3), jnp.float32))
+
+
+def test_skip_nonfinite_updates_keeps_parameters_and_counts(tiny_config):
+  import optax
+  from mcjepa_jax.train.loop import NonFiniteError, _check_finite
+  from mcjepa_jax.train.optimizer import make_optimizer, skipped_update_metrics
+  train = tiny_config.train.copy_and_resolve_references()
+  train.skip_nonfinite_updates = 2
+  optimizer, _ = make_optimizer(train)
+  params = {"encoder": {"w": jnp.ones((2, 2))}, "flow_head": {"b": jnp.ones((3,))}}
+  state = optimizer.init(params)
+  finite = jax.tree_util.tree_map(jnp.ones_like, params)
+  broken = jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), params)
+  seen = []
+  for grads in (finite, broken, broken, broken):
+    updates, state = optimizer.update(grads, state, params)
+    new = optax.apply_updates(params, updates)
+    metrics = skipped_update_metrics(state, train)
+    seen.append((float(metrics["update_skipped"]), float(metrics["skipped_updates"]),
+                 bool(all(jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(new)))))
+    params = new if seen[-1][2] else params
+  # Two non-finite updates in a row are dropped; the third is past the limit and counts as applied.
+  assert seen == [(0.0, 0.0, True), (1.0, 1.0, True), (1.0, 2.0, True), (0.0, 3.0, False)]
+
+  class Manager:
+    directory = "CKPT"
+    def wait_until_finished(self):
+      pass
+    def latest_step(self):
+      return 7
+
+  nan = float("nan")
+  _check_finite([{"total": 1.0, "update_skipped": 0.0}, {"total": nan, "update_skipped": 1.0}], 9, Manager())
+  with pytest.raises(NonFiniteError, match="step 9: non-finite total; .*step 7, is kept in CKPT"):
+    _check_finite([{"total": 1.0, "update_skipped": 0.0}, {"total": nan, "update_skipped": 0.0}], 9, Manager())

@@ -168,13 +168,19 @@ def train_and_evaluate(config, workdir, max_steps=None):
         return run.state, None
       if step % train_cfg.log_every == 0 or step == stop:
         _check_finite(window, step, run.manager)
-        scalars = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+        # Steps whose update was skipped (non-finite) stay out of the averages.
+        kept = [m for m in window if not float(m.get("update_skipped", 0.0))] or window
+        scalars = {k: float(np.mean([float(m[k]) for m in kept])) for k in kept[0]}
+        if "skipped_updates" in window[-1]:
+          scalars["skipped_updates"] = float(window[-1]["skipped_updates"])  # a running total
         scalars.update({f"lr/{g}": float(s(step)) for g, s in run.schedules.items()})
         writer.write_scalars(step, scalars)
         _say(is_main, f"step {step}/{train_cfg.total_steps}  total {scalars['total']:.4f}  flow {scalars['flow']:.4f}"
              f"  content {scalars['content']:.3f}  emb-std {scalars['embedding_std']:.3f}"
              f"  ({(time.time() - started) / len(window):.3f} s/step, "
-             f"ETA {format_duration((stop - step) * (time.time() - started) / len(window))})")
+             f"ETA {format_duration((stop - step) * (time.time() - started) / len(window))})"
+             + (f"  skipped non-finite updates: {scalars['skipped_updates']:.0f}"
+                if scalars.get("skipped_updates") else ""))
         window, started = [], time.time()
       if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
         _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, is_main)
@@ -209,6 +215,8 @@ def _check_finite(window, step, manager):
   Waits for pending saves first, so the last good checkpoint is complete; no later one is written.
   """
   for offset, metrics in enumerate(window):
+    if float(metrics.get("update_skipped", 0.0)):
+      continue  # train.skip_nonfinite_updates dropped this step's update: parameters are unchanged
     bad = sorted(k for k, v in metrics.items() if not np.isfinite(np.asarray(v)).all())
     if bad:
       manager.wait_until_finished()

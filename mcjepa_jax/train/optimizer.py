@@ -44,4 +44,19 @@ def make_optimizer(train_cfg):
   optimizer = optax.multi_transform(groups, param_labels)
   if train_cfg.grad_clip_norm:
     optimizer = optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip_norm), optimizer)
+  if train_cfg.get("skip_nonfinite_updates", 0):
+    # A NaN/Inf gradient leaves parameters and moments as they were, up to N times in a row.
+    optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=train_cfg.skip_nonfinite_updates)
   return optimizer, schedules
+
+
+def skipped_update_metrics(opt_state, train_cfg):
+  """{"update_skipped": 1.0 if this step's update was dropped, "skipped_updates": total so far} ({} when off)."""
+  if not isinstance(opt_state, optax.ApplyIfFiniteState):
+    return {}
+  consecutive = opt_state.notfinite_count
+  # Past the limit apply_if_finite applies the update anyway: that step counts as not skipped,
+  # so the loop's non-finite guard stops the run.
+  skipped = (consecutive > 0) & (consecutive <= train_cfg.skip_nonfinite_updates)
+  return {"update_skipped": skipped.astype(jax.numpy.float32),
+          "skipped_updates": opt_state.total_notfinite.astype(jax.numpy.float32)}

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from mcjepa_jax.losses.objective import mcjepa_loss
 from mcjepa_jax.losses.selfsup import augmentation_loss, sample_zoom, zoomed_pair, zoomed_targets
+from mcjepa_jax.train.optimizer import skipped_update_metrics
 
 
 @flax.struct.dataclass
@@ -98,6 +99,7 @@ def make_train_step(model, optimizer, config):
     metrics["grad_norm"] = _global_norm(grads)
     metrics["embedding_std"] = jnp.mean(jnp.std(z1, axis=0))
     metrics["flow_on"], metrics["vc_scale"], metrics["occlusion_strength"] = schedules
+    metrics.update(skipped_update_metrics(opt_state, config.train))
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
