@@ -47,3 +47,21 @@ def compilation_cache(tmp_path_factory):
   jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   yield
+
+
+def pytest_addoption(parser):
+  parser.addoption("--runslow", action="store_true", default=False,
+                   help="also run tests marked slow (minutes each; not in CI's default run)")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: minutes-long test, run with --runslow or MCJEPA_SLOW=1")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--runslow") or os.environ.get("MCJEPA_SLOW"):
+    return
+  skip = pytest.mark.skip(reason="slow: run with --runslow or MCJEPA_SLOW=1")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)
