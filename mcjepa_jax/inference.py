@@ -41,6 +41,7 @@ class ModelLoadError(ValueError):
 
 
 def as_path(path):
+  """An etils path; local paths made absolute (Orbax needs them so), bucket paths (gs://...) as given."""
   return epath.Path(path if "://" in str(path) else os.path.abspath(str(path)))
 
 
@@ -52,11 +53,13 @@ def abstract_model_variables(model):
 
 
 def single_device_targets(tree):
+  """ShapeDtypeStructs of `tree` placed on the first local device: restore targets for any device count."""
   sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
 def select_parts(tree, parts):
+  """{"params": ..., "batch_stats": ...} restricted to the top-level model parts named in `parts`."""
   return {collection: {k: v for k, v in values.items() if k in parts} for collection, values in tree.items()}
 
 
@@ -70,6 +73,7 @@ def _read_json(path, what):
 
 
 def is_export(path):
+  """Whether `path` holds a complete export (metadata.json is written last)."""
   return (as_path(path) / METADATA_FILE).exists() and (as_path(path) / VARIABLES_DIR).exists()
 
 
