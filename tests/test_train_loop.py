@@ -175,3 +175,10 @@ def test_sigterm_saves_at_the_step_boundary_and_the_run_resumes(loop_config, uni
   resumed, results = train_and_evaluate(config, workdir)
   assert int(resumed.step) == 4 and results is not None
   _assert_same_params(resumed.params, uninterrupted[1].params)
+
+
+def test_an_unusable_workdir_is_named_before_anything_is_built(loop_config, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  with pytest.raises(OSError, match=r"workdir .*a_file/run: cannot create it or write there"):
+    train_and_evaluate(loop_config, str(blocker / "run"))

@@ -70,7 +70,7 @@ def prepare(config, workdir, devices=None):
     devices: optional device list for the mesh (default: all devices of all processes).
   """
   validate_config(config)  # before anything is built or compiled
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  _check_workdir(workdir)
   train_cfg = config.train
   mesh = make_mesh(config.mesh, devices)
   check_batch_sizes(train_cfg, mesh)
@@ -203,6 +203,19 @@ def train_and_evaluate(config, workdir, max_steps=None):
           f"  python -m mcjepa_jax.infer flow --model {workdir} {' '.join(frames)} --out {workdir}/infer "
           f"--max_size {config.data.pairs.crop[1] * 3 // 2} --arrows", flush=True)
   return run.state, results
+
+
+def _check_workdir(workdir):
+  """Creates `workdir` and writes a probe file there: an unusable workdir is named before training starts."""
+  path = epath.Path(workdir)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_probe_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise OSError(f"workdir {workdir}: cannot create it or write there ({type(e).__name__}: "
+                  f"{e.strerror or e}); nothing was trained or deleted") from None
 
 
 class NonFiniteError(FloatingPointError):
