@@ -257,12 +257,17 @@ def _open_video(path):
     raise DataFormatError(f"{path}: cannot open video ({e})") from None
 
 
+def _video_stream(container, path):
+  """The first video stream of an open container; DataFormatError naming `path` if it has none."""
+  if not container.streams.video:
+    raise DataFormatError(f"{path}: holds no video stream")
+  return container.streams.video[0]
+
+
 def video_info(path):
   """(frame count or None if the container does not say, frames per second or None) of a video file."""
   with _open_video(path) as container:
-    if not container.streams.video:
-      raise DataFormatError(f"{path}: holds no video stream")
-    stream = container.streams.video[0]
+    stream = _video_stream(container, path)
     return (stream.frames or None), (float(stream.average_rate) if stream.average_rate else None)
 
 
@@ -270,10 +275,9 @@ def iter_video_frames(path):
   """Yields the frames of a video file one at a time as [H, W, 3] uint8 (memory does not grow with length)."""
   import av  # pylint: disable=g-import-not-at-top
   with _open_video(path) as container:
-    if not container.streams.video:
-      raise DataFormatError(f"{path}: holds no video stream")
+    stream = _video_stream(container, path)
     try:
-      for frame in container.decode(video=0):
+      for frame in container.decode(stream):
         yield frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as e:
       raise DataFormatError(f"{path}: cannot decode video ({e})") from None
@@ -282,9 +286,7 @@ def iter_video_frames(path):
 def video_timestamps(path):
   """Presentation timestamps of the frames of a video, in display order, read from its packets (no decoding)."""
   with _open_video(path) as container:
-    if not container.streams.video:
-      raise DataFormatError(f"{path}: holds no video stream")
-    stream = container.streams.video[0]
+    stream = _video_stream(container, path)
     stamps = sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size)
   if not stamps:
     raise DataFormatError(f"{path}: video has no frames")
@@ -303,7 +305,7 @@ def read_video_frames(path, timestamps, indices):
   wanted = {int(timestamps[i]): i for i in indices}
   found = {}
   with _open_video(path) as container:
-    stream = container.streams.video[0]
+    stream = _video_stream(container, path)
     container.seek(min(wanted), stream=stream, backward=True, any_frame=False)
     try:
       for frame in container.decode(stream):
