@@ -21,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from mcjepa_jax.evaluate.flow_eval import pad_to_multiple, resize_flow_field
+from mcjepa_jax.evaluate.flow_eval import to_stride_grid
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import abstract_variables
 
@@ -241,19 +241,6 @@ def _jitted(model, name, fn):
   return _COMPILED[key]
 
 
-def _to_grid(frames, multiple, mode):
-  """Frames [B, H, W, 3] -> (frames on a multiple of `multiple`, undo(flow or map) -> original grid)."""
-  height, width = frames.shape[1:3]
-  if mode == "pad":
-    padded, _ = pad_to_multiple(frames, multiple)
-    return padded, lambda flow: flow[:, :height, :width]
-  if mode == "resize":
-    size = tuple(max(multiple, int(round(n / multiple)) * multiple) for n in (height, width))
-    resized = np.asarray(jax.image.resize(frames, (frames.shape[0], *size, 3), "bilinear"))
-    return resized, lambda flow: np.stack([resize_flow_field(f, (height, width)) for f in flow])
-  raise ValueError(f"mode: unknown {mode!r} (known: 'pad', 'resize')")
-
-
 def predict_flow(model, variables, frame1, frame2, mode="pad"):
   """Forward optical flow from `frame1` to `frame2`, at the frames' own resolution.
 
@@ -273,7 +260,7 @@ def predict_flow(model, variables, frame1, frame2, mode="pad"):
     raise ValueError(f"frame1 and frame2 must have the same shape, got {frame1.shape} and {frame2.shape}")
   single = frame1.ndim == 3
   frames = np.concatenate([frame1[None], frame2[None]] if single else [frame1, frame2])
-  grid, undo = _to_grid(frames, model.encoder.total_stride, mode)
+  grid, undo = to_stride_grid(frames, model.encoder.total_stride, mode)
   half = grid.shape[0] // 2
   flow = undo(np.asarray(_flow_fn(model)(variables, grid[:half], grid[half:])))
   return flow[0] if single else flow
@@ -300,7 +287,7 @@ def features(model, variables, images, level=None, mode="pad"):
   levels = len(model.encoder.stem_widths) + len(model.encoder.depths)
   if level is not None and not 1 <= level <= levels:
     raise ValueError(f"level must be in 1..{levels} (or None for pooled features), got {level}")
-  grid, _ = _to_grid(batch, model.encoder.total_stride, mode)
+  grid, _ = to_stride_grid(batch, model.encoder.total_stride, mode)
   pyramid, pooled = _features_fn(model)(variables, grid)
   if level is None:
     out = np.asarray(pooled)

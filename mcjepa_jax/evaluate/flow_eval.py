@@ -52,24 +52,28 @@ def make_flow_predictor(model):
   return jax.jit(predict)
 
 
-def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad"):
-  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames of any size.
+def to_stride_grid(frames, multiple, mode):
+  """Frames [B, H, W, 3] -> (frames on a multiple of `multiple`, undo(flow [B, h, w, 2]) -> [B, H, W, 2]).
 
-  mode "pad": edge-pad to a multiple of `multiple`, predict, crop (flow values
-  unchanged). mode "resize": resize the frames to the nearest multiple,
-  predict, resize the flow back with u and v rescaled exactly (W/W', H/H').
+  mode "pad": edge-pad bottom/right, undo crops (flow values unchanged). mode
+  "resize": resize to the nearest multiple, undo resizes the flow back with u
+  and v rescaled exactly (W/W', H/H').
   """
-  frames = np.stack([frame1, frame2])
   height, width = frames.shape[1:3]
   if mode == "pad":
     padded, _ = pad_to_multiple(frames, multiple)
-    return np.asarray(predictor(variables, padded[:1], padded[1:]))[0, :height, :width]
+    return padded, lambda flow: np.asarray(flow)[:, :height, :width]
   if mode == "resize":
     size = tuple(max(multiple, int(round(n / multiple)) * multiple) for n in (height, width))
-    resized = np.asarray(jax.image.resize(frames.astype(np.float32), (2, *size, 3), "bilinear"))
-    flow = np.asarray(predictor(variables, resized[:1], resized[1:]))[0]
-    return resize_flow_field(flow, (height, width))
-  raise ValueError(f"config.eval.mode: unknown mode {mode!r} (known: 'pad', 'resize')")
+    resized = np.asarray(jax.image.resize(np.asarray(frames, np.float32), (frames.shape[0], *size, 3), "bilinear"))
+    return resized, lambda flow: np.stack([resize_flow_field(f, (height, width)) for f in np.asarray(flow)])
+  raise ValueError(f"mode: unknown {mode!r} (known: 'pad', 'resize')")
+
+
+def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad"):
+  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames of any size (`to_stride_grid` modes)."""
+  grid, undo = to_stride_grid(np.stack([frame1, frame2]), multiple, mode)
+  return undo(predictor(variables, grid[:1], grid[1:]))[0]
 
 
 def _slope_sums(flow, gt, valid=None):
