@@ -6,6 +6,10 @@
       any, takes one step, saves it, prints JSON with the step's loss and
       writes the parameters after it to PARAMS_NPZ (and the restored ones,
       if any, to PARAMS_restored.npz).
+  python distributed_worker.py step_and_evaluate ...
+      "step", then the loop's end-of-training evaluation (`evaluate_on_main`, on
+      the generated held-out pairs only); every process reports whether it
+      evaluated and process 0 its held-out EPE.
   python distributed_worker.py save_and_continue WORKDIR PARAMS_NPZ FSDP
       The same, then one more step without saving: its loss is the "next-step
       loss" a restored run must reproduce (parameters after the save go to
@@ -35,6 +39,7 @@ def tiny_config(fsdp):
   config.mesh.fsdp = fsdp
   config.mesh.fsdp_min_size = 0
   config.data.num_threads = 1
+  config.eval.real_samples = False
   return config
 
 
@@ -53,7 +58,7 @@ def main():
   from mcjepa_jax.train.loop import prepare  # pylint: disable=g-import-not-at-top
   run = prepare(tiny_config(fsdp), workdir)
   out = {"restored_step": run.restored_step, "devices": jax.device_count(), "processes": jax.process_count()}
-  if mode in ("step", "save_and_continue"):
+  if mode in ("step", "step_and_evaluate", "save_and_continue"):
     if run.restored_step is not None:
       _write_params(out_path.replace(".npz", "_restored.npz"), run.state.params)
     run.state, metrics = run.step_fn(run.state, run.next_batch())
@@ -64,6 +69,15 @@ def main():
       run.state, metrics = run.step_fn(run.state, run.next_batch())
     out["loss"] = float(metrics["total"])
     out["step"] = int(run.state.step)
+  if mode == "step_and_evaluate":
+    from mcjepa_jax.evaluate.flow_eval import make_flow_predictor  # pylint: disable=g-import-not-at-top
+    from mcjepa_jax.train.loop import evaluate_on_main  # pylint: disable=g-import-not-at-top
+    results = evaluate_on_main(run.config, run.model, run.state, make_flow_predictor(run.model), workdir)
+    out["evaluated"] = results is not None
+    if results is not None:
+      out["heldout_epe"] = results["flow"]["generated_heldout"]["epe"]
+    # Each process says for itself whether it evaluated (process 0 alone prints RESULT).
+    print(f"EVALUATED {jax.process_index()} {out['evaluated']}", flush=True)
   _write_params(out_path, run.state.params)
   run.manager.close()
   if jax.process_index() == 0:

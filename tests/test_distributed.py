@@ -2,7 +2,8 @@
 
 Two processes joined by `jax.distributed` (coordinator on 127.0.0.1, gloo CPU
 collectives), each reading half of the batch, must take the same step as one
-process; their checkpoint must restore in one process; a checkpoint saved on 8
+process, evaluate once (on process 0) with the single process's result; their
+checkpoint must restore in one process; a checkpoint saved on 8
 (fake) devices with fsdp-sharded state must continue on 2 and on 1 device with
 the same next-step loss, after restoring bit-identical parameters.
 """
@@ -69,13 +70,21 @@ def cache_dir(tmp_path_factory):
 def test_two_processes_take_the_single_process_step_and_their_checkpoint_restores_in_one(tmp_path, cache_dir):
   pair, single = tmp_path / "pair", tmp_path / "single"
   port = _free_port()
-  workers = [_start(["step", pair, tmp_path / f"pair{i}.npz", 1, i, 2, port], 1, cache_dir) for i in range(2)]
-  pair_result = [_result(w) for w in workers][0]
+  workers = [_start(["step_and_evaluate", pair, tmp_path / f"pair{i}.npz", 1, i, 2, port], 1, cache_dir)
+             for i in range(2)]
+  outputs = [w.communicate(timeout=1200) for w in workers]
+  assert all(w.returncode == 0 for w in workers), outputs[1][1][-4000:] + outputs[0][1][-4000:]
+  pair_result = json.loads(outputs[0][0].split("RESULT ")[-1])
   assert pair_result["processes"] == 2 and pair_result["devices"] == 2 and pair_result["step"] == 1
-  single_result = _run(["step", single, tmp_path / "single.npz", 1], 1, cache_dir)
-  assert single_result["processes"] == 1
+  # The end-of-training evaluation runs once: on process 0, whose table alone is printed.
+  assert "EVALUATED 0 True" in outputs[0][0] and "EVALUATED 1 False" in outputs[1][0]
+  assert [out.count("Evaluation at step") for out, _ in outputs] == [1, 0]
+  assert json.loads((pair / "eval.json").read_text())["step"] == 1
+  single_result = _run(["step_and_evaluate", single, tmp_path / "single.npz", 1], 1, cache_dir)
+  assert single_result["processes"] == 1 and single_result["evaluated"]
 
   assert abs(pair_result["loss"] - single_result["loss"]) <= 1e-5 * abs(single_result["loss"])
+  assert abs(pair_result["heldout_epe"] - single_result["heldout_epe"]) <= 1e-4 * single_result["heldout_epe"]
   assert _max_relative_difference(_params(tmp_path / "pair0.npz"), _params(tmp_path / "single.npz")) < 1e-5
 
   restored = _run(["restore", pair, tmp_path / "restored.npz", 1], 1, cache_dir)

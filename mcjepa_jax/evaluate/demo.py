@@ -21,7 +21,7 @@ from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_
 MOTORCYCLE_REDUCTION = 8
 
 
-def evaluate_run(config, model, variables, step, predictor, workdir, is_main=True):
+def evaluate_run(config, model, variables, step, predictor, workdir):
   """Evaluates `variables` as `config.eval` says; returns the results dict (also WORKDIR/eval.json).
 
   Args:
@@ -29,7 +29,7 @@ def evaluate_run(config, model, variables, step, predictor, workdir, is_main=Tru
     model, variables: the flax Module and its {"params", "batch_stats"}.
     step: training step, recorded in the results.
     predictor: `flow_eval.make_flow_predictor(model)`.
-    workdir: where eval.json and pictures/ go (process 0 only).
+    workdir: where eval.json and pictures/ go (the caller runs this on one process).
   """
   stride = model.encoder.total_stride
   source = heldout_source(config.data, config.seed)
@@ -45,9 +45,8 @@ def evaluate_run(config, model, variables, step, predictor, workdir, is_main=Tru
       sets[name] = lambda paths=paths: load_pairs(paths)
   for name, pairs in sets.items():
     rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride)
-    if is_main:
-      pictures.mkdir(parents=True, exist_ok=True)
-      save_png(pictures / f"{name.replace('/', '_')}.png", enlarge_for_display(flow_panel(*first)))
+    pictures.mkdir(parents=True, exist_ok=True)
+    save_png(pictures / f"{name.replace('/', '_')}.png", enlarge_for_display(flow_panel(*first)))
 
   # Collapse check: per-dimension std of the expander output over held-out images.
   images = stack_samples(heldout)["frame1"]
@@ -57,9 +56,8 @@ def evaluate_run(config, model, variables, step, predictor, workdir, is_main=Tru
   embedding_std = float(jnp.mean(jnp.std(content["embeddings"][0], axis=0)))
 
   results = {"step": int(step), "flow": rows, "embedding_std": embedding_std}
-  if is_main:
-    (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
-    print(format_table(results), flush=True)
+  (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
+  print(format_table(results), flush=True)
   return results
 
 

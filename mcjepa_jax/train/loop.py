@@ -120,7 +120,8 @@ def train_and_evaluate(config, workdir, max_steps=None):
       tests and time-sliced jobs); the next call resumes.
 
   Returns:
-    (final TrainState, evaluation results dict or None if stopped early).
+    (final TrainState, evaluation results dict: None if stopped early, and on
+    every process but 0 of a multi-process run).
   """
   # clu's writers import TensorFlow (seconds): only the full loop needs them, not `prepare`.
   from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
@@ -192,9 +193,10 @@ def train_and_evaluate(config, workdir, max_steps=None):
 
   if step < train_cfg.total_steps:
     return run.state, None
-  results = evaluate_run(config, model, _variables(run.state), int(run.state.step), predictor, workdir, is_main)
-  writer.write_scalars(step, {f"eval/{k}/epe": v["epe"] for k, v in results["flow"].items()}
-                       | {"eval/embedding_std": results["embedding_std"]})
+  results = evaluate_on_main(config, model, run.state, predictor, workdir)
+  if results is not None:
+    writer.write_scalars(step, {f"eval/{k}/epe": v["epe"] for k, v in results["flow"].items()}
+                         | {"eval/embedding_std": results["embedding_std"]})
   writer.flush()
   run.manager.close()
   if is_main:
@@ -203,6 +205,22 @@ def train_and_evaluate(config, workdir, max_steps=None):
           f"  python -m mcjepa_jax.infer flow --model {workdir} {' '.join(frames)} --out {workdir}/infer "
           f"--max_size {config.data.pairs.crop[1] * 3 // 2} --arrows", flush=True)
   return run.state, results
+
+
+def evaluate_on_main(config, model, state, predictor, workdir):
+  """The end-of-training evaluation, once per run: on process 0, on its first local device.
+
+  Every process must call it (the parameters of a multi-process run are gathered
+  first, a collective); returns the results on process 0 and None elsewhere.
+  """
+  variables = _variables(state)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    variables = multihost_utils.process_allgather(variables, tiled=True)
+    if jax.process_index() != 0:
+      return None
+    variables = jax.device_put(variables, jax.local_devices()[0])
+  return evaluate_run(config, model, variables, int(state.step), predictor, workdir)
 
 
 def _check_workdir(workdir):
