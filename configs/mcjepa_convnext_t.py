@@ -37,6 +37,7 @@ def get_config(arg=None):
       # multiply-adds: XLA:CPU runs them faster at ConvNeXt-T widths, docs/benchmarks.md) or "auto"
       # (shifts on CPU, the convolution on GPU/TPU). Same values either way.
       depthwise="conv",
+      token_level=4,                 # I-JEPA content objective only: tokens are level-4 (H/16) cells
   )
   model.flow_head = dict(
       levels=(6, 5, 4, 3, 2),
@@ -65,6 +66,8 @@ def get_config(arg=None):
   # feature terms' train_features=False: alone it lets those terms flatten the stem (EPE 2.68).
   model.content_grad_scales = (0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
   model.expander = dict(widths=(8192, 8192, 8192), bn_momentum=0.9, bn_eps=1e-5)
+  # The I-JEPA predictor (loss.content.name = "ijepa"; I-JEPA's ViT-S/B predictors: 384 wide, 6-12 deep).
+  model.predictor = dict(width=384, depth=6, num_heads=12, mlp_ratio=4.0, norm_eps=1e-6)
 
   # ---- objective (DESIGN.md 4) ----
   config.loss = loss = ml_collections.ConfigDict()
@@ -101,6 +104,16 @@ def get_config(arg=None):
       eps=1e-4,
   )
   loss.vicreg = dict(sim_weight=25.0, std_weight=25.0, cov_weight=1.0, eps=1e-4)
+  # The content objective: "vicreg" (the paper) or "ijepa" (the seed's variant: predictor + EMA
+  # target encoder, losses/ijepa.py). model.content follows it (the model builds the matching head).
+  loss.content = dict(name="vicreg")
+  model.content = loss.content.get_ref("name")
+  # I-JEPA masks (ops/masks.py; I-JEPA's values): 4 target blocks of scale 0.15-0.2 and aspect
+  # 0.75-1.5, one context block of scale 0.85-1 without them, of which context_keep x the tokens
+  # are kept (a static count; our choice, I-JEPA keeps the batch's smallest count). The EMA
+  # momentum ramps linearly from 0.996 to 1 over training.
+  loss.ijepa = dict(num_targets=4, target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5),
+                    context_scale=(0.85, 1.0), context_keep=0.25, momentum=(0.996, 1.0))
 
   # ---- training (DESIGN.md 5) ----
   config.train = train = ml_collections.ConfigDict()

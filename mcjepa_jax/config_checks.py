@@ -5,7 +5,9 @@ multiple of the encoder's stride, a head level outside the pyramid) or, worse,
 train something else than intended (a weight list of the wrong length).
 """
 
-ENCODERS = ("convnext",)
+ENCODERS = ("convnext", "vit")
+CONTENT_OBJECTIVES = ("vicreg", "ijepa")
+POSEMBS = ("sincos", "learn")
 PYRAMID_LEVELS = 6
 NORMALIZE_FEATURES = ("none", "pair", "pixel")
 SMOOTHNESS_UNITS = ("image", "pixel", "pwc")
@@ -30,22 +32,81 @@ def _get(config, key):
   return node
 
 
+def _check_convnext(config, enc):
+  if len(enc.stem_widths) + len(enc.depths) != PYRAMID_LEVELS or len(enc.widths) != len(enc.depths):
+    _fail("model.encoder.widths", tuple(enc.widths), f"stem_widths ({len(enc.stem_widths)}) + depths "
+          f"({len(enc.depths)}) must give {PYRAMID_LEVELS} pyramid levels, with one width per depth")
+  if enc.get("depthwise", "conv") not in ("auto", "conv", "shifts"):
+    _fail("model.encoder.depthwise", enc.depthwise, "known: auto, conv, shifts")
+  for key in ("model.encoder.stem_widths", "model.encoder.widths", "model.encoder.depths"):
+    if any(v <= 0 for v in _get(config, key)):
+      _fail(key, tuple(_get(config, key)), "every entry must be > 0")
+  if not 1 <= enc.get("token_level", 4) <= PYRAMID_LEVELS:
+    _fail("model.encoder.token_level", enc.token_level, f"must lie in 1..{PYRAMID_LEVELS}")
+
+
+def _check_vit(config, enc):
+  if len(enc.stem_widths) != 2 or len(enc.adapter_widths) != PYRAMID_LEVELS - 2:
+    _fail("model.encoder.adapter_widths", tuple(enc.adapter_widths), f"2 stem_widths (levels 1-2) and "
+          f"{PYRAMID_LEVELS - 2} adapter_widths (levels 3-{PYRAMID_LEVELS}) make the pyramid")
+  for key in ("model.encoder.stem_widths", "model.encoder.adapter_widths"):
+    if any(v <= 0 for v in _get(config, key)):
+      _fail(key, tuple(_get(config, key)), "every entry must be > 0")
+  patch = enc.patch_size
+  if patch not in (4, 8, 16, 32, 64):
+    _fail("model.encoder.patch_size", patch, "must be a power of two from 4 to 64 (the adapter resamples by "
+          "powers of two)")
+  _positive(config, "model.encoder.width", "model.encoder.depth", "model.encoder.num_heads",
+            "model.encoder.mlp_ratio")
+  if enc.width % enc.num_heads:
+    _fail("model.encoder.num_heads", enc.num_heads, f"must divide the width {enc.width}")
+  if enc.posemb not in POSEMBS:
+    _fail("model.encoder.posemb", enc.posemb, f"known: {', '.join(POSEMBS)}")
+  if enc.posemb == "sincos" and enc.width % 4:
+    _fail("model.encoder.width", enc.width, "must be a multiple of 4 for sin-cos positions")
+
+
+def _check_content(config):
+  name = config.loss.get("content", {}).get("name", "vicreg")
+  if name not in CONTENT_OBJECTIVES:
+    _fail("loss.content.name", name, f"known: {', '.join(CONTENT_OBJECTIVES)}")
+  if config.model.get("content", "vicreg") != name:
+    _fail("model.content", config.model.get("content", "vicreg"), f"must equal loss.content.name ({name!r}); "
+          "the configs tie them with a reference, set loss.content.name only")
+  if name != "ijepa":
+    return
+  pred, masks = config.model.predictor, config.loss.ijepa
+  _positive(config, "model.predictor.width", "model.predictor.depth", "model.predictor.num_heads",
+            "loss.ijepa.num_targets", "loss.ijepa.context_keep")
+  if pred.width % pred.num_heads or pred.width % 4:
+    _fail("model.predictor.width", pred.width, f"must be a multiple of 4 and of num_heads ({pred.num_heads})")
+  for key in ("target_scale", "context_scale", "target_aspect", "momentum"):
+    low, high = masks[key]
+    if not 0 < low <= high or (key.endswith("scale") and high > 1) or (key == "momentum" and high > 1):
+      _fail(f"loss.ijepa.{key}", tuple(masks[key]), "(low, high) with 0 < low <= high"
+            + (" <= 1" if key != "target_aspect" else ""))
+  if masks.context_keep > 1:
+    _fail("loss.ijepa.context_keep", masks.context_keep, "a fraction of the tokens in (0, 1]")
+  side = 2**config.model.encoder.token_level if config.model.encoder.name == "convnext" else \
+      config.model.encoder.patch_size
+  if config.data.views.size // side < 2:
+    _fail("data.views.size", config.data.views.size, f"needs a token grid of at least 2x2 for I-JEPA masks "
+          f"(tokens are {side} px)")
+
+
 def validate_config(config):
   """Raises ValueError naming the first impossible value of a training config (configs/*.py)."""
   model, train, loss = config.model, config.train, config.loss
   enc, head = model.encoder, model.flow_head
   if enc.name not in ENCODERS:
     _fail("model.encoder.name", enc.name, f"unknown encoder (known: {', '.join(ENCODERS)})")
-  if len(enc.stem_widths) + len(enc.depths) != PYRAMID_LEVELS or len(enc.widths) != len(enc.depths):
-    _fail("model.encoder.widths", tuple(enc.widths), f"stem_widths ({len(enc.stem_widths)}) + depths "
-          f"({len(enc.depths)}) must give {PYRAMID_LEVELS} pyramid levels, with one width per depth")
-  if enc.get("depthwise", "conv") not in ("auto", "conv", "shifts"):
-    _fail("model.encoder.depthwise", enc.depthwise, "known: auto, conv, shifts")
+  if enc.name == "convnext":
+    _check_convnext(config, enc)
+  else:
+    _check_vit(config, enc)
   if len(enc.stem_kernels) != len(enc.stem_widths):
     _fail("model.encoder.stem_kernels", tuple(enc.stem_kernels), "needs one kernel per stem width")
-  for key in ("model.encoder.stem_widths", "model.encoder.widths", "model.encoder.depths"):
-    if any(v <= 0 for v in _get(config, key)):
-      _fail(key, tuple(_get(config, key)), "every entry must be > 0")
+  _check_content(config)
   levels = tuple(head.levels)
   if not levels or any(not 1 <= level <= PYRAMID_LEVELS for level in levels):
     _fail("model.flow_head.levels", levels, f"levels must lie in 1..{PYRAMID_LEVELS} (the encoder's pyramid)")

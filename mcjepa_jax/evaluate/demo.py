@@ -48,12 +48,12 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
     pictures.mkdir(parents=True, exist_ok=True)
     save_png(pictures / f"{name.replace('/', '_')}.png", enlarge_for_display(flow_panel(*first)))
 
-  # Collapse check: per-dimension std of the expander output over held-out images.
+  # Collapse check: per-dimension std over held-out images of what the content loss regularises.
   images = stack_samples(heldout)["frame1"]
   size = config.data.views.size
   images = jax.image.resize(jnp.asarray(images), (images.shape[0], size, size, 3), "bilinear")
-  content = jax.jit(lambda v, x: model.apply(v, x, x, method=model.content))(variables, images)
-  embedding_std = float(jnp.mean(jnp.std(content["embeddings"][0], axis=0)))
+  embeddings = jax.jit(lambda v, x: model.apply(v, x, method=model.embedding))(variables, images)
+  embedding_std = float(jnp.mean(jnp.std(embeddings, axis=0)))
 
   results = {"step": int(step), "flow": rows, "embedding_std": embedding_std}
   (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 
 from mcjepa_jax.losses.flow import (cycle_loss, feature_regression_loss, photometric_loss, pyramid_photometric_loss,
                                     smoothness_loss)
+from mcjepa_jax.losses.ijepa import ijepa_loss
 from mcjepa_jax.losses.vc import pyramid_vc_loss
 from mcjepa_jax.losses.vicreg import vicreg_loss
 
@@ -71,7 +72,10 @@ def flow_loss(video, frames1, frames2, cfg, vc_scale=1.0, occlusion_strength=1.0
 
 
 def content_loss(content, cfg):
-  """L_content = VICReg(z1, z2) with `cfg.vicreg` weights; returns (loss, terms)."""
+  """L_content: VICReg(z1, z2) with `cfg.vicreg` weights, or the I-JEPA prediction error
+  (`cfg.content.name`); returns (loss, terms)."""
+  if cfg.get("content", {}).get("name", "vicreg") == "ijepa":
+    return ijepa_loss(content["predictions"], content["targets"])
   z1, z2 = content["embeddings"]
   v = cfg.vicreg
   return vicreg_loss(z1, z2, v.sim_weight, v.std_weight, v.cov_weight, v.eps)

@@ -11,22 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# ConvNeXt's weight init: truncated normal, std 0.02, zero bias.
-_KERNEL_INIT = nn.initializers.truncated_normal(stddev=0.02)
-
-
-class DropPath(nn.Module):
-  """Stochastic depth: drops a residual branch per sample during training."""
-  rate: float
-
-  @nn.compact
-  def __call__(self, x, train):
-    if not train or self.rate == 0.0:
-      return x
-    keep = 1.0 - self.rate
-    mask = jax.random.bernoulli(self.make_rng("drop_path"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(mask, x / keep, 0.0)
-
+from mcjepa_jax.models.pyramid import KERNEL_INIT, DropPath, LevelRecorder, gather_tokens, keep_mask, split_stem
 
 DEPTHWISE_IMPLS = ("auto", "conv", "shifts")
 
@@ -63,7 +48,7 @@ class DepthwiseConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param("kernel", _KERNEL_INIT, (self.kernel_size, self.kernel_size, 1, self.features))
+    kernel = self.param("kernel", KERNEL_INIT, (self.kernel_size, self.kernel_size, 1, self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     impl = self.impl
     if impl not in DEPTHWISE_IMPLS:
@@ -95,21 +80,12 @@ class ConvNeXtBlock(nn.Module):
     residual = x
     x = DepthwiseConv(self.width, self.kernel_size, self.depthwise, name="dwconv")(x)
     x = nn.LayerNorm(epsilon=self.norm_eps, name="norm")(x)
-    x = nn.Dense(self.mlp_ratio * self.width, kernel_init=_KERNEL_INIT, name="pwconv1")(x)
+    x = nn.Dense(self.mlp_ratio * self.width, kernel_init=KERNEL_INIT, name="pwconv1")(x)
     x = nn.gelu(x, approximate=False)
-    x = nn.Dense(self.width, kernel_init=_KERNEL_INIT, name="pwconv2")(x)
+    x = nn.Dense(self.width, kernel_init=KERNEL_INIT, name="pwconv2")(x)
     gamma = self.param("layer_scale", nn.initializers.constant(self.layer_scale_init), (self.width,))
     x = x * gamma
     return residual + DropPath(self.drop_path_rate, name="drop_path")(x, train)
-
-
-def scale_gradient(x, scale):
-  """Identity forward; the gradient flowing back through it is multiplied by `scale`."""
-  if scale == 1.0:
-    return x
-  if scale == 0.0:
-    return jax.lax.stop_gradient(x)
-  return scale * x + (1.0 - scale) * jax.lax.stop_gradient(x)
 
 
 class ConvNeXtEncoder(nn.Module):
@@ -124,6 +100,8 @@ class ConvNeXtEncoder(nn.Module):
       An odd second kernel puts level-2 pixel centres one input pixel off the
       half-pixel grid that bilinear flow resizing assumes (and every coarser
       level inherits it); (4, 4) keeps every level on that grid.
+    depthwise: implementation of the 7x7 depthwise convolution (`DepthwiseConv`).
+    token_level: pyramid level whose cells are the tokens of an I-JEPA branch.
   """
   stem_widths: Sequence[int]
   depths: Sequence[int]
@@ -135,14 +113,20 @@ class ConvNeXtEncoder(nn.Module):
   norm_eps: float
   stem_kernels: Sequence[int] = (4, 3)
   depthwise: str = "conv"
+  token_level: int = 4
 
   @property
   def total_stride(self):
     """Downsampling of the coarsest level: 2 stem convs + one per stage, each stride 2."""
     return 2**(2 + len(self.depths))
 
+  @property
+  def token_stride(self):
+    """Side in pixels of a token of the I-JEPA branch: a cell of level `token_level`."""
+    return 2**self.token_level
+
   @nn.compact
-  def __call__(self, images, train=False, grad_scales=None):
+  def __call__(self, images, train=False, grad_scales=None, tokens=False, token_indices=None, token_valid=None):
     """Encodes images.
 
     Args:
@@ -150,34 +134,31 @@ class ConvNeXtEncoder(nn.Module):
       train: enables stochastic depth (needs the "drop_path" rng).
       grad_scales: optional per-level factors (six) on the gradient that
         reaches level l from the levels above it (`scale_gradient`).
+      tokens: return the cells of level `token_level` as tokens instead.
+      token_indices, token_valid: [B, K] int / bool, with `tokens`: keep only
+        these cells. A convolution cannot drop tokens, so the pixels of every
+        other cell are blanked (set to the normalised mean, 0) before encoding,
+        as masked-image convnets do (our choice for I-JEPA on ConvNeXt).
 
     Returns:
       (pyramid, pooled): pyramid is a tuple of six arrays, level l at
       [B, H/2^l, W/2^l, C_l]; pooled is [B, widths[-1]], the global average of
-      level 6.
+      level 6. With `tokens`: [B, K, C] (K = all cells, row-major, without
+      `token_indices`).
     """
-    norm = lambda name: nn.LayerNorm(epsilon=self.norm_eps, name=name)
-    scales = (1.0,) * 6 if grad_scales is None else tuple(grad_scales)
-    if len(scales) != 6:
-      raise ValueError(f"config.model.content_grad_scales needs 6 values (levels 1-6), got {len(scales)}")
-    pyramid = []
-
-    def emit(x):
-      pyramid.append(x)
-      return scale_gradient(x, scales[len(pyramid) - 1])
-
-    x = images
-    for i, (width, kernel) in enumerate(zip(self.stem_widths, self.stem_kernels)):
-      # Padding 1 on each side: an even kernel centres output i at input 2i + 0.5.
-      x = nn.Conv(width, (kernel, kernel), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  kernel_init=_KERNEL_INIT, name=f"stem_conv{i + 1}")(x)
-      x = emit(norm(f"stem_norm{i + 1}")(x))
+    if tokens and token_indices is not None:
+      side = self.token_stride
+      grid = (images.shape[1] // side, images.shape[2] // side)
+      keep = keep_mask(token_indices, token_valid, grid[0] * grid[1]).reshape(-1, *grid, 1)
+      images = images * jnp.repeat(jnp.repeat(keep, side, axis=1), side, axis=2).astype(images.dtype)
+    recorder = LevelRecorder(grad_scales)
+    x = split_stem(images, self.stem_widths, self.stem_kernels, self.norm_eps, recorder.emit)
 
     total_blocks = sum(self.depths)
     block_index = 0
     for stage, (depth, width) in enumerate(zip(self.depths, self.widths)):
-      x = norm(f"downsample{stage}_norm")(x)
-      x = nn.Conv(width, (2, 2), strides=(2, 2), padding="VALID", kernel_init=_KERNEL_INIT,
+      x = nn.LayerNorm(epsilon=self.norm_eps, name=f"downsample{stage}_norm")(x)
+      x = nn.Conv(width, (2, 2), strides=(2, 2), padding="VALID", kernel_init=KERNEL_INIT,
                   name=f"downsample{stage}_conv")(x)
       for i in range(depth):
         # Linearly increasing drop rate over the network depth, as in ConvNeXt.
@@ -185,6 +166,10 @@ class ConvNeXtEncoder(nn.Module):
         x = ConvNeXtBlock(width, self.kernel_size, self.mlp_ratio, self.layer_scale_init, rate,
                           self.norm_eps, self.depthwise, name=f"stage{stage}_block{i}")(x, train)
         block_index += 1
-      x = emit(x)
-    pooled = jnp.mean(x, axis=(1, 2))
-    return tuple(pyramid), pooled
+      x = recorder.emit(x)
+    pyramid = tuple(recorder.levels)
+    if tokens:
+      cells = pyramid[self.token_level - 1]
+      cells = cells.reshape(cells.shape[0], -1, cells.shape[-1])
+      return cells if token_indices is None else gather_tokens(cells, token_indices)
+    return pyramid, jnp.mean(x, axis=(1, 2))

@@ -1,16 +1,22 @@
 """The MC-JEPA network: shared encoder, flow head and expander (DESIGN.md section 1)."""
 
+from typing import Optional
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 from mcjepa_jax.models.convnext import ConvNeXtEncoder
 from mcjepa_jax.models.expander import Expander
 from mcjepa_jax.models.flow_head import PWCFlowHead
+from mcjepa_jax.models.predictor import IJEPAPredictor
+from mcjepa_jax.models.vit import ViTEncoder
 from mcjepa_jax.ops.directions import swap_halves
+
+CONTENT_OBJECTIVES = ("vicreg", "ijepa")
 
 
 class MCJEPA(nn.Module):
-  """Encoder + PWC flow head + VICReg expander.
+  """Encoder + PWC flow head + content head (VICReg expander or I-JEPA predictor).
 
   Images enter in [0, 1]; the model normalises them with `pixel_mean/std`.
   Forward and backward flows come from one batched call of the flow head: the
@@ -21,13 +27,19 @@ class MCJEPA(nn.Module):
   gradient where it leaves each level on its way down the encoder: 0 at the
   fine levels leaves them to the flow loss, which needs them for matching
   (our choice; all ones is the paper). Forward values are unchanged.
+
+  `content_objective` "vicreg" (the paper) uses `expander`; "ijepa" (issue 16)
+  uses `predictor` on the encoder's tokens, against targets that the train step
+  computes with the EMA copy of the encoder (`target_tokens`).
   """
   encoder: nn.Module
   flow_head: nn.Module
-  expander: nn.Module
+  expander: Optional[nn.Module]
   pixel_mean: tuple
   pixel_std: tuple
   content_grad_scales: tuple = (1.0,) * 6
+  predictor: Optional[nn.Module] = None
+  content_objective: str = "vicreg"
 
   def _normalise(self, images):
     mean = jnp.asarray(self.pixel_mean, images.dtype)
@@ -74,20 +86,30 @@ class MCJEPA(nn.Module):
     self._check_size(images, "images")
     return self.encoder(self._normalise(images), train=False)
 
-  def content(self, views1, views2, train=False):
-    """VICReg embeddings of two views.
+  def content(self, views1, views2, train=False, masks=None):
+    """The content branch on two views of N images.
 
     Args:
       views1, views2: [N, h, w, 3] two augmentations of the same N images.
+      train: stochastic depth and BatchNorm statistics on.
+      masks: I-JEPA only: `ops.masks.sample_masks` for views1 on `token_grid`
+        (default: a fixed small mask, enough to create the parameters).
 
     Returns:
-      dict: "pooled" [2N, D] encoder representations (views1 first) and
-      "embeddings" (z1, z2), each [N, D_expander]. The expander runs on each
+      VICReg: "pooled" [2N, D] encoder representations (views1 first) and
+      "embeddings" (z1, z2), each [N, D_expander]; the expander runs on each
       view separately, as in VICReg, so BatchNorm statistics are per view.
+      I-JEPA: "predictions" [N, T, K, D] for the target blocks of views1 (as in
+      I-JEPA, one view per image: views2 is not used).
     """
     if views1.shape != views2.shape:
       raise ValueError(f"the two views must have equal shapes, got {views1.shape} and {views2.shape}")
     self._check_size(views1, "image views", multiple=False)
+    if self.content_objective == "ijepa":
+      masks = _placeholder_masks(views1.shape[0], self.token_grid(views1)) if masks is None else masks
+      context = self.encoder(self._normalise(views1), train=train, tokens=True,
+                             token_indices=masks["context_indices"], token_valid=masks["context_valid"])
+      return {"predictions": self.predictor(context, masks, self.token_grid(views1), train=train)}
     views = jnp.concatenate([views1, views2], axis=0)
     _, pooled = self.encoder(self._normalise(views), train=train, grad_scales=self.content_grad_scales)
     half = views1.shape[0]
@@ -95,20 +117,63 @@ class MCJEPA(nn.Module):
     z2 = self.expander(pooled[half:], train=train)
     return {"pooled": pooled, "embeddings": (z1, z2)}
 
-  def __call__(self, frames1, frames2, views1, views2, train=False):
-    return {"video": self.video(frames1, frames2, train), "content": self.content(views1, views2, train)}
+  def token_grid(self, images):
+    """(rows, cols) of the encoder's token grid for [N, h, w, 3] images."""
+    side = self.encoder.token_stride
+    return images.shape[1] // side, images.shape[2] // side
+
+  def target_tokens(self, images):
+    """[N, rows * cols, D] tokens of whole images: the I-JEPA targets when applied with the EMA encoder."""
+    return self.encoder(self._normalise(images), train=False, tokens=True)
+
+  def embedding(self, images):
+    """The representation the content loss regularises, in inference mode: the expander's
+    output (VICReg) or the encoder's pooled tokens (I-JEPA). [N, h, w, 3] -> [N, D]."""
+    self._check_size(images, "images", multiple=False)
+    _, pooled = self.encoder(self._normalise(images), train=False)
+    return pooled if self.content_objective == "ijepa" else self.expander(pooled, train=False)
+
+  def __call__(self, frames1, frames2, views1, views2, train=False, masks=None):
+    return {"video": self.video(frames1, frames2, train), "content": self.content(views1, views2, train, masks)}
+
+
+def _placeholder_masks(batch, grid):
+  """A fixed I-JEPA mask (the first tokens as context, the last as a one-token target), for `init`."""
+  count = grid[0] * grid[1]
+  context = jnp.broadcast_to(jnp.arange(max(count - 1, 1), dtype=jnp.int32), (batch, max(count - 1, 1)))
+  target = jnp.full((batch, 1, 1), count - 1, jnp.int32)
+  return {"context_indices": context, "context_valid": jnp.ones(context.shape, bool), "target_indices": target}
+
+
+def build_encoder(enc):
+  """ConvNeXtEncoder or ViTEncoder from `config.model.encoder`."""
+  if enc.name == "convnext":
+    return ConvNeXtEncoder(
+        stem_widths=tuple(enc.stem_widths), depths=tuple(enc.depths), widths=tuple(enc.widths),
+        kernel_size=enc.kernel_size, mlp_ratio=enc.mlp_ratio, layer_scale_init=enc.layer_scale_init,
+        drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps, stem_kernels=tuple(enc.stem_kernels),
+        depthwise=enc.get("depthwise", "conv"), token_level=enc.get("token_level", 4))
+  if enc.name == "vit":
+    return ViTEncoder(
+        patch_size=enc.patch_size, width=enc.width, depth=enc.depth, num_heads=enc.num_heads,
+        mlp_ratio=enc.mlp_ratio, posemb=enc.posemb, posemb_grid=tuple(enc.posemb_grid),
+        layer_scale_init=enc.layer_scale_init, drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps,
+        stem_widths=tuple(enc.stem_widths), stem_kernels=tuple(enc.stem_kernels),
+        adapter_widths=tuple(enc.adapter_widths))
+  raise ValueError(f"config.model.encoder.name: unknown encoder {enc.name!r} (known: 'convnext', 'vit')")
+
+
+def content_objective(config):
+  """"vicreg" or "ijepa": `config.model.content` (the loss reads the same name)."""
+  name = config.get("content", "vicreg")
+  if name not in CONTENT_OBJECTIVES:
+    raise ValueError(f"config.model.content={name!r}: known {', '.join(CONTENT_OBJECTIVES)}")
+  return name
 
 
 def build_model(config):
   """MCJEPA from `config.model` (an ml_collections ConfigDict of configs/*.py)."""
-  enc = config.encoder
-  if enc.name != "convnext":
-    raise ValueError(f"config.model.encoder.name: unknown encoder {enc.name!r} (known: 'convnext')")
-  encoder = ConvNeXtEncoder(
-      stem_widths=tuple(enc.stem_widths), depths=tuple(enc.depths), widths=tuple(enc.widths),
-      kernel_size=enc.kernel_size, mlp_ratio=enc.mlp_ratio, layer_scale_init=enc.layer_scale_init,
-      drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps, stem_kernels=tuple(enc.stem_kernels),
-      depthwise=enc.get("depthwise", "conv"))
+  encoder = build_encoder(config.encoder)
   head = config.flow_head
   flow_head = PWCFlowHead(
       levels=tuple(head.levels), corr_radius=head.corr_radius,
@@ -118,8 +183,16 @@ def build_model(config):
       normalize_features=head.normalize_features, feature_widths=tuple(head.feature_widths),
       corr_activation=head.corr_activation, pass_features=head.pass_features,
       source_features=head.source_features, image_cost=head.image_cost)
-  exp = config.expander
-  expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps)
+  objective = content_objective(config)
+  expander = predictor = None
+  if objective == "vicreg":
+    exp = config.expander
+    expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps)
+  else:
+    pred = config.predictor
+    predictor = IJEPAPredictor(width=pred.width, depth=pred.depth, num_heads=pred.num_heads,
+                               mlp_ratio=pred.mlp_ratio, norm_eps=pred.norm_eps)
   return MCJEPA(encoder=encoder, flow_head=flow_head, expander=expander,
                 pixel_mean=tuple(config.pixel_mean), pixel_std=tuple(config.pixel_std),
-                content_grad_scales=tuple(config.content_grad_scales))
+                content_grad_scales=tuple(config.content_grad_scales), predictor=predictor,
+                content_objective=objective)

@@ -28,7 +28,7 @@ from mcjepa_jax.train import checkpoint
 from mcjepa_jax.train.optimizer import make_optimizer
 from mcjepa_jax.train.sharding import (batch_sharding, check_batch_sizes, make_mesh, replicated,
                                       state_shardings)
-from mcjepa_jax.train.step import TrainState, create_train_state, make_train_step
+from mcjepa_jax.train.step import TrainState, create_train_state, make_train_step, uses_ema
 
 
 def _global_batch(local_batch, sharding):
@@ -90,7 +90,7 @@ def prepare(config, workdir, devices=None):
   abstract_variables = jax.eval_shape(model.init, rng, frames, frames, views, views)
   variables = init_variables(model, rng, frames, frames, views, views,
                              out_shardings=state_shardings(abstract_variables, mesh, min_size))
-  state = create_train_state(variables, optimizer, jax.random.fold_in(rng, 1))
+  state = create_train_state(variables, optimizer, jax.random.fold_in(rng, 1), ema=uses_ema(config))
   shardings = state_shardings(state, mesh, min_size)
   state = jax.device_put(state, shardings)
 

@@ -1,7 +1,7 @@
 """AdamW with warm-up + cosine schedules and per-group learning rates (DESIGN.md 5).
 
 Parameter groups are the model's top-level modules: the encoder and the
-expander train at `encoder_lr`, the flow head at `flow_head_lr`
+content head (VICReg expander or I-JEPA predictor) train at `encoder_lr`, the flow head at `flow_head_lr`
 (optax.multi_transform). Biases, norm scales and layer scales (every
 parameter with fewer than two dimensions) get no weight decay; the encoder
 group decays by `weight_decay`, the flow head by `flow_head_weight_decay`.
@@ -11,7 +11,7 @@ import jax
 import optax
 
 # Top-level parameter collections -> optimizer group.
-PARAM_GROUPS = {"encoder": "encoder", "expander": "encoder", "flow_head": "flow_head"}
+PARAM_GROUPS = {"encoder": "encoder", "expander": "encoder", "predictor": "encoder", "flow_head": "flow_head"}
 
 
 def learning_rate_schedule(peak_lr, train_cfg):

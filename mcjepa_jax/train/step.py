@@ -11,8 +11,10 @@ import flax
 import jax
 import jax.numpy as jnp
 
+from mcjepa_jax.losses.ijepa import block_targets, ema_momentum, ema_update, target_std
 from mcjepa_jax.losses.objective import mcjepa_loss
 from mcjepa_jax.losses.selfsup import augmentation_loss, sample_zoom, zoomed_pair, zoomed_targets
+from mcjepa_jax.ops.masks import sample_masks
 from mcjepa_jax.train.optimizer import skipped_update_metrics
 
 
@@ -21,20 +23,39 @@ class TrainState:
   """Everything a resumed run needs besides the data iterator.
 
   step: int32 scalar; params, batch_stats: model variables; opt_state: optax
-  state; rng: PRNG key from which each step's randomness is folded.
+  state; rng: PRNG key from which each step's randomness is folded; ema: the
+  I-JEPA target encoder (an EMA of params["encoder"]; {} without I-JEPA).
   """
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
   rng: jax.Array
+  ema: Any
 
 
-def create_train_state(variables, optimizer, rng):
-  """TrainState at step 0 from model variables; `rng` is a raw uint32 key (checkpointable as an array)."""
+def create_train_state(variables, optimizer, rng, ema=False):
+  """TrainState at step 0 from model variables; `rng` is a raw uint32 key (checkpointable as an array).
+
+  ema: start a target encoder as a copy of the encoder (I-JEPA).
+  """
   params = variables["params"]
+  # A copy, not the same buffers: the step donates the state, and each leaf may be donated once.
+  target = jax.tree_util.tree_map(jnp.copy, params["encoder"]) if ema else {}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
-                    opt_state=optimizer.init(params), rng=rng)
+                    opt_state=optimizer.init(params), rng=rng, ema=target)
+
+
+def uses_ema(config):
+  """Whether the run keeps an EMA target encoder (the I-JEPA content objective)."""
+  return config.model.get("content", "vicreg") == "ijepa"
+
+
+def ijepa_batch_targets(model, ema, views, masks):
+  """The I-JEPA targets of `views` [N, h, w, 3] for `masks`: the EMA encoder's normalised tokens at the
+  target positions [N, T, K, D], without gradient; and the raw tokens [N, rows * cols, D]."""
+  tokens = model.apply({"params": {"encoder": ema}}, views, method=model.target_tokens)
+  return block_targets(tokens, masks["target_indices"]), jax.lax.stop_gradient(tokens)
 
 
 def loss_schedules(step, train_cfg):
@@ -62,10 +83,15 @@ def make_train_step(model, optimizer, config):
   [N, h, w, 3], all in [0, 1].
   """
 
-  def loss_fn(params, batch_stats, batch, rng, schedules):
+  ijepa = uses_ema(config)
+
+  def loss_fn(params, batch_stats, batch, rng, schedules, masks, targets):
     outputs, updates = model.apply(
         {"params": params, "batch_stats": batch_stats}, batch["frames1"], batch["frames2"],
-        batch["views1"], batch["views2"], train=True, rngs={"drop_path": rng}, mutable=["batch_stats"])
+        batch["views1"], batch["views2"], train=True, masks=masks, rngs={"drop_path": rng},
+        mutable=["batch_stats"])
+    if ijepa:
+      outputs["content"]["targets"] = targets
     total, terms = mcjepa_loss(outputs, batch, config.loss, *schedules)
     if config.loss.selfsup.weight:
       term = _selfsup_term(params, batch_stats, batch, outputs["video"]["flow"], jax.random.fold_in(rng, 1))
@@ -74,7 +100,7 @@ def make_train_step(model, optimizer, config):
       total = total + config.loss.flow_weight * flow_on * occlusion_strength * config.loss.selfsup.weight * term
       terms["flow/selfsup"] = term
       terms["total"] = total
-    return total, (terms, updates["batch_stats"], outputs["content"]["embeddings"])
+    return total, (terms, updates["batch_stats"], None if ijepa else outputs["content"]["embeddings"][0])
 
   def _selfsup_term(params, batch_stats, batch, teacher_flow, rng):
     cfg = config.loss.selfsup
@@ -91,16 +117,29 @@ def make_train_step(model, optimizer, config):
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
     schedules = loss_schedules(state.step, config.train)
-    grads, (terms, batch_stats, (z1, _)) = jax.grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, batch, rng, schedules)
+    masks = targets = None
+    if ijepa:
+      views = batch["views1"]
+      masks = sample_masks(jax.random.fold_in(rng, 2), views.shape[0], model.token_grid(views), config.loss.ijepa)
+      targets, target_tokens = ijepa_batch_targets(model, state.ema, views, masks)
+    grads, (terms, batch_stats, z1) = jax.grad(loss_fn, has_aux=True)(
+        state.params, state.batch_stats, batch, rng, schedules, masks, targets)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
     metrics = dict(terms)
     metrics["grad_norm"] = _global_norm(grads)
-    metrics["embedding_std"] = jnp.mean(jnp.std(z1, axis=0))
     metrics["flow_on"], metrics["vc_scale"], metrics["occlusion_strength"] = schedules
     metrics.update(skipped_update_metrics(opt_state, config.train))
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    ema = state.ema
+    if ijepa:
+      # Collapse check of a JEPA: the spread of the target representations over the batch.
+      metrics["embedding_std"] = target_std(target_tokens)
+      metrics["ema_momentum"] = ema_momentum(state.step, config.train.total_steps, config.loss.ijepa.momentum)
+      ema = ema_update(state.ema, params["encoder"], metrics["ema_momentum"])
+    else:
+      metrics["embedding_std"] = jnp.mean(jnp.std(z1, axis=0))
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                              ema=ema)
     return new_state, metrics
 
   return train_step
