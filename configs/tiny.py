@@ -24,6 +24,7 @@ def get_config(arg=None):
   head.estimator_widths = (16, 16, 12, 8, 8)
   head.context_widths = (16, 16, 16, 12, 8, 8)
   config.model.expander.widths = (64, 64, 64)
+  config.model.predictor.update(width=32, depth=2, num_heads=4)  # used with loss.content.name = "ijepa"
   train = config.train
   train.image_batch_size = 8
   train.video_batch_size = 2

@@ -1,6 +1,9 @@
 """Export a trained MC-JEPA: its variables as an Orbax checkpoint, with the model config and metadata.
 
-  python -m mcjepa_jax.export --workdir W --out DIR [--parts encoder,flow_head,expander] [--config C]
+  python -m mcjepa_jax.export --workdir W --out DIR [--parts encoder,flow_head,...] [--config C]
+
+Parts: encoder, flow_head, and the content head (expander for VICReg; predictor and
+target_encoder, the EMA encoder, for I-JEPA); all that the model has by default.
 
 DIR/variables/ holds {"params", "batch_stats"} of the chosen parts (no
 optimizer state), DIR/config.json the model config and DIR/metadata.json the
@@ -27,7 +30,7 @@ from mcjepa_jax.inference import (CONFIG_FILE, EXPORT_FORMAT, EXPORT_KIND, METAD
 from mcjepa_jax.models.params import count_params
 
 
-def export_variables(out, model, model_config, variables, parts=PARTS, step=None, evaluation=None):
+def export_variables(out, model, model_config, variables, parts=None, step=None, evaluation=None):
   """Writes an export of `variables` (any sharding) to `out`; returns the metadata dict.
 
   Args:
@@ -35,14 +38,14 @@ def export_variables(out, model, model_config, variables, parts=PARTS, step=None
     model: the flax Module (for the input convention).
     model_config: its `config.model` ConfigDict.
     variables: {"params", "batch_stats"} of the full model.
-    parts: which of `PARTS` to include.
+    parts: which of `PARTS` to include (default: every part `variables` has).
     step: training step the variables come from.
     evaluation: evaluation results to record (e.g. the run's eval.json).
 
   The JSON files are written after the variables, metadata.json last: a
   folder without it is an interrupted export, which `load_pretrained` refuses.
   """
-  parts = tuple(parts)
+  parts = tuple(p for p in PARTS if p in variables["params"]) if parts is None else tuple(parts)
   unknown = [p for p in parts if p not in PARTS]
   if unknown or not parts:
     raise ValueError(f"--parts: unknown or empty {unknown or list(parts)} (known: {','.join(PARTS)})")
@@ -77,7 +80,7 @@ def export_variables(out, model, model_config, variables, parts=PARTS, step=None
   return metadata
 
 
-def export_run(workdir, out, parts=PARTS, config=None):
+def export_run(workdir, out, parts=None, config=None):
   """Exports the newest checkpoint of a training workdir (or re-exports an export, e.g. with fewer parts)."""
   loaded = load_model(workdir, config)
   return export_variables(out, loaded.model, loaded.model_config, loaded.variables, parts, loaded.step,
@@ -104,7 +107,7 @@ def _define_flags():
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("workdir", None, "Training workdir (or an export) to export from.")
   flags.DEFINE_string("out", None, "Destination folder (new or empty; local or gs://).")
-  flags.DEFINE_list("parts", list(PARTS), "Model parts to include.")
+  flags.DEFINE_list("parts", None, f"Model parts to include, of {','.join(PARTS)} (default: all the model has).")
   config_flags.DEFINE_config_file("config", None, "Training config, for workdirs without config.json.")
   flags.mark_flags_as_required(["workdir", "out"])
 

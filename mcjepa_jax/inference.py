@@ -28,7 +28,9 @@ from mcjepa_jax.models.params import abstract_variables
 # Bumped whenever the layout of an export changes in a way older readers cannot follow.
 EXPORT_FORMAT = 1
 EXPORT_KIND = "mcjepa_jax.export"
-PARTS = ("encoder", "flow_head", "expander")
+# "target_encoder": the EMA encoder of an I-JEPA run (TrainState.ema), an optional part.
+PARTS = ("encoder", "flow_head", "expander", "predictor", "target_encoder")
+TARGET_ENCODER = "target_encoder"
 # What each use of a model needs from it.
 _NEEDS = {"flow": ("encoder", "flow_head"), "features": ("encoder",), "embeddings": ("encoder", "expander")}
 CONFIG_FILE = "config.json"
@@ -46,10 +48,17 @@ def as_path(path):
 
 
 def abstract_model_variables(model):
-  """Shapes and dtypes of every variable of `model` (no computation; independent of the image size)."""
+  """Shapes and dtypes of every variable of `model` (no computation; independent of the image size),
+  with the I-JEPA target encoder beside the encoder when the model has a predictor."""
   stride = model.encoder.total_stride
   shape = (1, stride, stride, 3)
-  return abstract_variables(model, shape, shape)
+  variables = abstract_variables(model, shape, shape)
+  # A model without BatchNorm (no VICReg expander) has none; exports and the loaded
+  # variables always hold the collection, empty or not.
+  variables = {"params": dict(variables["params"]), "batch_stats": variables.get("batch_stats", {})}
+  if model.content_objective == "ijepa":
+    variables["params"][TARGET_ENCODER] = variables["params"]["encoder"]
+  return variables
 
 
 def single_device_targets(tree):
@@ -170,7 +179,8 @@ def restore_variables(workdir, target):
   """(variables, step) from the newest checkpoint of a training workdir that restores into `target`.
 
   Reads only params and batch statistics of the train state (no optimizer
-  state). Unreadable checkpoints are reported and the next older one is
+  state), and the EMA target encoder as params["target_encoder"] when
+  `target` has one. Unreadable checkpoints are reported and the next older one is
   tried; nothing is deleted.
 
   Raises:
@@ -178,6 +188,9 @@ def restore_variables(workdir, target):
   """
   directory = as_path(workdir) / "checkpoints"
   options = ocp.CheckpointManagerOptions(create=False)
+  if TARGET_ENCODER in target["params"]:
+    params = dict(target["params"])
+    target = dict(target, params=params, ema=params.pop(TARGET_ENCODER))
   failures = []
   with ocp.CheckpointManager(directory, options=options) as manager:
     steps = sorted(manager.all_steps(), reverse=True)
@@ -193,7 +206,10 @@ def restore_variables(workdir, target):
         failures.append(f"{directory}/{step}: {type(e).__name__}: {first}")
         continue
       state = restored["state"]
-      return {"params": state["params"], "batch_stats": state.get("batch_stats", {})}, step
+      params = dict(state["params"])
+      if "ema" in state:
+        params[TARGET_ENCODER] = state["ema"]
+      return {"params": params, "batch_stats": state.get("batch_stats", {})}, step
   if not steps:
     raise ModelLoadError(f"{directory}: no checkpoint (train first)")
   raise ModelLoadError(f"none of the checkpoints in {directory} restores into this model config (was it "
@@ -206,7 +222,7 @@ def check_parts(variables, use):
   missing = [p for p in _NEEDS[use] if p not in present]
   if missing:
     raise ModelLoadError(f"{use} needs the model parts {list(_NEEDS[use])}, but {missing} were not exported "
-                         f"(re-export with --parts {','.join(PARTS)})")
+                         f"(re-export with --parts {','.join(_NEEDS[use])})")
 
 
 def as_float_images(images, what="images"):

@@ -3,7 +3,9 @@
 Computes the loss terms and gradients of one global batch on 1 device, on an
 8-device `data` mesh, and on a (data=4, fsdp=2) mesh with fsdp-sharded
 parameters, and VICReg of embeddings whose per-device shards have different
-means. Prints the largest differences as one JSON line (used by test_sharding.py).
+means, and one train step of the ViT + I-JEPA variant (masks, predictor, EMA target)
+on 1 device and on the (data=4, fsdp=2) mesh. Prints the largest differences as
+one JSON line (used by test_sharding.py and test_vit_ijepa.py).
 """
 
 import json
@@ -21,7 +23,9 @@ from mcjepa_jax.losses.objective import mcjepa_loss
 from mcjepa_jax.losses.vicreg import vicreg_loss
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import init_variables
+from mcjepa_jax.train.optimizer import make_optimizer
 from mcjepa_jax.train.sharding import FSDP, batch_sharding, make_mesh, replicated, state_shardings
+from mcjepa_jax.train.step import create_train_state, make_train_step
 
 
 def _rel(a, b):
@@ -91,11 +95,39 @@ def vicreg_parity(config):
   return {"sharded": sharded, "single": single, "local_average": local_average}
 
 
+def ijepa_step_parity(config):
+  """The whole train step of the I-JEPA variant: metrics and the EMA target after it, 1 vs 8 devices."""
+  model = build_model(config.model)
+  optimizer, _ = make_optimizer(config.train)
+  rng = np.random.default_rng(2)
+  batch = {k: jnp.asarray(rng.uniform(size=(8, 64, 64, 3)).astype(np.float32))
+           for k in ("frames1", "frames2", "views1", "views2")}
+  variables = init_variables(model, jax.random.PRNGKey(0), *batch.values())
+  state = create_train_state(variables, optimizer, jax.random.PRNGKey(1), ema=True)
+  step = make_train_step(model, optimizer, config)
+  one = jax.devices()[0]
+  single_state, single = jax.jit(step)(jax.device_put(state, one), jax.device_put(batch, one))
+  mesh = make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 2}))
+  shardings = state_shardings(state, mesh, min_size=0)
+  sharded_state, sharded = jax.jit(step, in_shardings=(shardings, batch_sharding(mesh)),
+                                   out_shardings=(shardings, replicated(mesh)))(
+                                       jax.device_put(state, shardings), jax.device_put(batch, batch_sharding(mesh)))
+  ema = max(_rel(a, b) for a, b in zip(jax.tree_util.tree_leaves(sharded_state.ema),
+                                       jax.tree_util.tree_leaves(single_state.ema)))
+  return {"terms": {k: _rel(sharded[k], single[k]) for k in single}, "ema": ema,
+          "content": float(single["content"]), "fsdp_sharded_ema_leaves":
+              sum(FSDP in s.spec for s in jax.tree_util.tree_leaves(shardings.ema))}
+
+
 def main():
   assert jax.device_count() == 8, jax.devices()
-  config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.py"))
+  configs = os.path.join(os.path.dirname(__file__), "..", "configs")
+  config = load_config(os.path.join(configs, "tiny.py"))
   results = model_parity(config)
   results["vicreg"] = vicreg_parity(config)
+  vit = load_config(os.path.join(configs, "vit_ijepa_demo.py"))
+  vit.train.video_batch_size = vit.train.image_batch_size = 8
+  results["ijepa"] = ijepa_step_parity(vit)
   json.dump(results, sys.stdout)
 
 

@@ -35,3 +35,11 @@ def test_vicreg_statistics_are_global_not_per_device(eight_device_results):
   assert abs(vicreg["sharded"] - vicreg["single"]) <= 1e-5 * abs(vicreg["single"]), vicreg
   # Per-device statistics (the average of local VICReg losses) would be far off.
   assert abs(vicreg["local_average"] - vicreg["single"]) > 0.1 * abs(vicreg["single"]), vicreg
+
+
+def test_vit_ijepa_step_matches_single_device(eight_device_results):
+  """Masks, predictor, EMA target and the flow branch on a ViT: the same step on (data=4, fsdp=2)."""
+  ijepa = eight_device_results["ijepa"]
+  assert max(ijepa["terms"].values()) < 1e-5, ijepa["terms"]
+  assert ijepa["ema"] < 1e-5 and ijepa["fsdp_sharded_ema_leaves"] > 10, ijepa
+  assert ijepa["content"] > 0.0

@@ -74,7 +74,8 @@ def _image_masks(key, grid, cfg, num_context, num_target):
   context_indices, context_valid = _choose(keys[-2], context, num_context)
   target_keys = jax.random.split(keys[-1], cfg.num_targets)
   target_indices = jnp.stack([_choose(k, t, num_target)[0] for k, t in zip(target_keys, targets)])
-  return {"context_indices": context_indices, "context_valid": context_valid, "target_indices": target_indices}
+  return {"context_indices": context_indices, "context_valid": context_valid, "target_indices": target_indices,
+          "target_masks": jnp.stack(targets)}
 
 
 def sample_masks(key, batch, grid, cfg):
@@ -89,7 +90,8 @@ def sample_masks(key, batch, grid, cfg):
 
   Returns:
     dict: "context_indices" [B, C] int32 (ascending), "context_valid" [B, C] bool,
-    "target_indices" [B, T, K] int32, all row-major positions on the grid.
+    "target_indices" [B, T, K] int32, all row-major positions on the grid, and
+    "target_masks" [B, T, rows * cols] bool, the whole target blocks.
   """
   grid = tuple(int(g) for g in grid)
   sample = lambda k: _image_masks(k, grid, cfg, context_tokens(grid, cfg), target_tokens(grid, cfg))
