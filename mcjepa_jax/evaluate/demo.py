@@ -3,7 +3,7 @@
 Flow EPE next to the zero-flow baseline and the least-squares slope on the
 held-out generated pairs, on scikit-image's bundled Middlebury `motorcycle`
 stereo pair (every install has it) and on the real samples of `shared/data`
-when present; the VICReg embedding std. Prints a table, writes eval.json and
+when present; the std of the content branch's embeddings (collapse check). Prints a table, writes eval.json and
 one picture per real set (enlarged for display).
 """
 
@@ -55,7 +55,8 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
   embeddings = jax.jit(lambda v, x: model.apply(v, x, method=model.embedding))(variables, images)
   embedding_std = float(jnp.mean(jnp.std(embeddings, axis=0)))
 
-  results = {"step": int(step), "flow": rows, "embedding_std": embedding_std}
+  results = {"step": int(step), "flow": rows, "embedding_std": embedding_std,
+             "content_objective": model.content_objective}
   (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
   print(format_table(results), flush=True)
   return results
@@ -80,5 +81,7 @@ def format_table(results):
   for name, row in results["flow"].items():
     lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}"
                  f"{row['epe'] / row['zero_epe']:>10.2f}{row['slope']:>8.2f}")
-  lines.append(f"VICReg embedding std (collapse check, > 0.1 is healthy): {results['embedding_std']:.3f}")
+  # VICReg: the expander's output; I-JEPA: the encoder's pooled tokens. Near 0 means collapsed.
+  what = {"ijepa": "I-JEPA encoder (pooled tokens)"}.get(results.get("content_objective"), "VICReg expander")
+  lines.append(f"embedding std, {what} (collapse check, > 0.1 is healthy): {results['embedding_std']:.3f}")
   return "\n".join(lines)

@@ -46,7 +46,7 @@ class IJEPAPredictor(nn.Module):
     sequence = jnp.concatenate([x, queries], axis=2).reshape(batch * blocks, count + size, self.width)
     valid = jnp.concatenate([masks["context_valid"], jnp.ones((batch, size), bool)], axis=1)
     valid = jnp.repeat(valid[:, None], blocks, axis=1).reshape(batch * blocks, count + size)
-    y = Transformer(self.depth, self.num_heads, self.mlp_ratio, 0.0, 0.0, self.norm_eps,
+    y = Transformer(self.num_heads, self.mlp_ratio, 0.0, 0.0, self.norm_eps, depth=self.depth,
                     name="transformer")(sequence, valid, train)
     y = nn.Dense(dim, kernel_init=KERNEL_INIT, name="project")(y[:, count:])
     return y.reshape(batch, blocks, size, dim)

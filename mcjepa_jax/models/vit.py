@@ -46,17 +46,21 @@ def sincos_2d(height, width, dim, temperature=10_000.0):
   return jnp.asarray(np.concatenate([np.sin(r), np.cos(r), np.sin(c), np.cos(c)], axis=1), jnp.float32)
 
 
-class TransformerBlock(nn.Module):
-  """Pre-norm block: x + DropPath(ls1 * MSA(LN(x))), then x + DropPath(ls2 * MLP(LN(x))). [B, N, D] -> same.
-
-  `valid` [B, N] (optional): tokens that others may attend to (padding is ignored).
-  layer_scale_init 0 turns layer scale off (no parameter).
-  """
+class _BlockSettings(nn.Module):
+  """Settings of a pre-norm transformer block (shared by a block and a stack of them)."""
   num_heads: int
   mlp_ratio: float
   layer_scale_init: float
   drop_path_rate: float
   norm_eps: float
+
+
+class TransformerBlock(_BlockSettings):
+  """Pre-norm block: x + DropPath(ls1 * MSA(LN(x))), then x + DropPath(ls2 * MLP(LN(x))). [B, N, D] -> same.
+
+  `valid` [B, N] (optional): tokens that others may attend to (padding is ignored).
+  layer_scale_init 0 turns layer scale off (no parameter).
+  """
 
   @nn.compact
   def __call__(self, x, valid, train):
@@ -76,17 +80,12 @@ class TransformerBlock(nn.Module):
     return y * self.param(name, nn.initializers.constant(self.layer_scale_init), (y.shape[-1],))
 
 
-class Transformer(nn.Module):
+class Transformer(_BlockSettings):
   """`depth` TransformerBlocks with stochastic depth rising linearly to `drop_path_rate`, then LayerNorm.
 
   Shared by the ViT encoder and the I-JEPA predictor. [B, N, D] -> [B, N, D].
   """
-  depth: int
-  num_heads: int
-  mlp_ratio: float
-  layer_scale_init: float
-  drop_path_rate: float
-  norm_eps: float
+  depth: int = 1
 
   @nn.compact
   def __call__(self, x, valid=None, train=False):
@@ -170,8 +169,8 @@ class ViTEncoder(nn.Module):
     x = x.reshape(batch, rows * cols, self.width) + self._positions(rows, cols).astype(x.dtype)
     if token_indices is not None:
       x = gather_tokens(x, token_indices)
-    x = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.layer_scale_init, self.drop_path_rate,
-                    self.norm_eps, name="transformer")(x, token_valid if token_indices is not None else None, train)
+    x = Transformer(self.num_heads, self.mlp_ratio, self.layer_scale_init, self.drop_path_rate, self.norm_eps,
+                    depth=self.depth, name="transformer")(x, token_valid if token_indices is not None else None, train)
     if tokens:
       return x
     grid = x.reshape(batch, rows, cols, self.width)
