@@ -7,4 +7,4 @@ python3 -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e '.[test]'
-python -m pytest -q tests "$@"
+python -m pytest -q --durations=15 tests "$@"

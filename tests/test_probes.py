@@ -1,6 +1,8 @@
 """Linear probes: metrics against hand computations, the probe on features with known structure, and
 feature extraction from the model."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -46,12 +48,24 @@ def test_segmentation_probe_on_real_masks(shared_data):
   assert pred_iou > constant + 0.3
 
 
-def test_extract_features_shapes(tiny_config):
+@pytest.mark.parametrize("encoder", ["convnext", "vit"])
+def test_extract_features_shapes(tiny_config, encoder):
+  """Pooled and dense features for the probes, and DAVIS's per-frame features at the config's level."""
+  from mcjepa_jax.config_utils import load_config
+  from mcjepa_jax.evaluate.protocols import make_feature_fn
   from mcjepa_jax.models import build_model
   from mcjepa_jax.models.params import init_variables
-  model = build_model(tiny_config.model)
+  config = tiny_config if encoder == "convnext" else load_config(
+      os.path.join(os.path.dirname(__file__), "..", "configs", "vit_ijepa_demo.py"))
+  model = build_model(config.model)
   images = np.random.default_rng(2).uniform(size=(3, 64, 64, 3)).astype(np.float32)
   variables = init_variables(model, jax.random.PRNGKey(0), images, images, images, images)
   pooled = probes.extract_features(model, variables, images, batch_size=2)
   dense = probes.extract_features(model, variables, images, level=3, batch_size=2)
-  assert pooled.shape == (3, tiny_config.model.encoder.widths[-1]) and dense.shape == (3, 8, 8, 16)
+  width = config.model.encoder.widths[-1] if encoder == "convnext" else config.model.encoder.width
+  level3 = config.model.encoder.widths[0] if encoder == "convnext" else config.model.encoder.adapter_widths[0]
+  assert pooled.shape == (3, width) and dense.shape == (3, 8, 8, level3)
+  # DAVIS: a frame of any size, padded to the stride, features cropped back to its cells.
+  level = config.eval.davis.level
+  frame_features = make_feature_fn(model, variables, level)(images[0, :50, :40])
+  assert frame_features.shape[:2] == (-(-50 // 2**level), -(-40 // 2**level))
