@@ -223,3 +223,21 @@ def test_config_checks_name_the_vit_and_ijepa_keys():
     node[leaf] = value
     with pytest.raises(ValueError, match=words):
       validate_config(config)
+
+
+def test_learned_positions_are_resized_to_the_token_grid_and_sincos_is_the_formula():
+  from mcjepa_jax.models.vit import ViTEncoder, sincos_2d  # pylint: disable=g-import-not-at-top
+  encoder = ViTEncoder(patch_size=8, width=16, depth=1, num_heads=2, mlp_ratio=2.0, posemb="learn",
+                       posemb_grid=(4, 4), layer_scale_init=0.1, drop_path_rate=0.0, norm_eps=1e-6,
+                       stem_widths=(4, 4), stem_kernels=(4, 4), adapter_widths=(4, 4, 4, 4))
+  images = jnp.zeros((1, 64, 128, 3))
+  variables = encoder.init(jax.random.PRNGKey(0), images)
+  assert variables["params"]["posemb"].shape == (4, 4, 16)
+  assert "layer_scale1" in variables["params"]["transformer"]["block0"]
+  tokens = encoder.apply(variables, images, tokens=True)
+  assert tokens.shape == (1, 8 * 16, 16) and bool(jnp.all(jnp.isfinite(tokens)))
+  table = np.asarray(sincos_2d(2, 3, 8))
+  row, col = 1, 2  # token 5: sin/cos of the row and of the column at frequencies 1 and 1e4^-0.5
+  omega = np.array([1.0, 10_000.0**-0.5])
+  np.testing.assert_allclose(table[row * 3 + col], np.concatenate(
+      [np.sin(row * omega), np.cos(row * omega), np.sin(col * omega), np.cos(col * omega)]), rtol=1e-6)
