@@ -22,6 +22,10 @@ def get_config(arg=None):
   # ImageNet statistics; the model normalises [0, 1] inputs with them.
   model.pixel_mean = (0.485, 0.456, 0.406)
   model.pixel_std = (0.229, 0.224, 0.225)
+  # Compute dtype of activations, convolutions and matmuls: "float32" or "bfloat16" (mixed precision:
+  # parameters, optimizer state, norm statistics, warps, cost volumes, flows and every loss stay
+  # float32; models/mcjepa.py). bfloat16 is for GPUs and TPUs; XLA:CPU emulates it slowly.
+  model.dtype = "float32"
   model.encoder = dict(
       name="convnext",
       stem_widths=(48, 48),          # levels 1 (H/2) and 2 (H/4)

@@ -107,6 +107,8 @@ def validate_config(config):
   if len(enc.stem_kernels) != len(enc.stem_widths):
     _fail("model.encoder.stem_kernels", tuple(enc.stem_kernels), "needs one kernel per stem width")
   _check_content(config)
+  if model.get("dtype", "float32") not in ("float32", "bfloat16"):
+    _fail("model.dtype", model.dtype, "known: float32, bfloat16")
   levels = tuple(head.levels)
   if not levels or any(not 1 <= level <= PYRAMID_LEVELS for level in levels):
     _fail("model.flow_head.levels", levels, f"levels must lie in 1..{PYRAMID_LEVELS} (the encoder's pyramid)")

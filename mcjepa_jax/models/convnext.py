@@ -5,7 +5,7 @@ that the flow head gets features at H/2 and H/4. Output is the six-level
 pyramid (H/2 ... H/64) and the global average of the coarsest level.
 """
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -45,6 +45,7 @@ class DepthwiseConv(nn.Module):
   features: int
   kernel_size: int
   impl: str = "conv"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
@@ -55,6 +56,7 @@ class DepthwiseConv(nn.Module):
       raise ValueError(f"config.model.encoder.depthwise={impl!r}: known {', '.join(DEPTHWISE_IMPLS)}")
     if impl == "auto":
       impl = "shifts" if jax.default_backend() == "cpu" else "conv"
+    x, kernel, bias = x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype)
     if impl == "shifts":
       return depthwise_shifts(x, kernel) + bias
     y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -74,17 +76,18 @@ class ConvNeXtBlock(nn.Module):
   drop_path_rate: float
   norm_eps: float
   depthwise: str = "conv"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train):
     residual = x
-    x = DepthwiseConv(self.width, self.kernel_size, self.depthwise, name="dwconv")(x)
-    x = nn.LayerNorm(epsilon=self.norm_eps, name="norm")(x)
-    x = nn.Dense(self.mlp_ratio * self.width, kernel_init=KERNEL_INIT, name="pwconv1")(x)
+    x = DepthwiseConv(self.width, self.kernel_size, self.depthwise, self.dtype, name="dwconv")(x)
+    x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm")(x)
+    x = nn.Dense(self.mlp_ratio * self.width, kernel_init=KERNEL_INIT, dtype=self.dtype, name="pwconv1")(x)
     x = nn.gelu(x, approximate=False)
-    x = nn.Dense(self.width, kernel_init=KERNEL_INIT, name="pwconv2")(x)
+    x = nn.Dense(self.width, kernel_init=KERNEL_INIT, dtype=self.dtype, name="pwconv2")(x)
     gamma = self.param("layer_scale", nn.initializers.constant(self.layer_scale_init), (self.width,))
-    x = x * gamma
+    x = x * gamma.astype(self.dtype)
     return residual + DropPath(self.drop_path_rate, name="drop_path")(x, train)
 
 
@@ -102,6 +105,7 @@ class ConvNeXtEncoder(nn.Module):
       level inherits it); (4, 4) keeps every level on that grid.
     depthwise: implementation of the 7x7 depthwise convolution (`DepthwiseConv`).
     token_level: pyramid level whose cells are the tokens of an I-JEPA branch.
+    dtype: of activations and convolutions/matmuls (parameters stay float32).
   """
   stem_widths: Sequence[int]
   depths: Sequence[int]
@@ -114,6 +118,7 @@ class ConvNeXtEncoder(nn.Module):
   stem_kernels: Sequence[int] = (4, 3)
   depthwise: str = "conv"
   token_level: int = 4
+  dtype: Any = jnp.float32
 
   @property
   def total_stride(self):
@@ -152,19 +157,19 @@ class ConvNeXtEncoder(nn.Module):
       keep = keep_mask(token_indices, token_valid, grid[0] * grid[1]).reshape(-1, *grid, 1)
       images = images * jnp.repeat(jnp.repeat(keep, side, axis=1), side, axis=2).astype(images.dtype)
     recorder = LevelRecorder(grad_scales)
-    x = split_stem(images, self.stem_widths, self.stem_kernels, self.norm_eps, recorder.emit)
+    x = split_stem(images, self.stem_widths, self.stem_kernels, self.norm_eps, recorder.emit, self.dtype)
 
     total_blocks = sum(self.depths)
     block_index = 0
     for stage, (depth, width) in enumerate(zip(self.depths, self.widths)):
-      x = nn.LayerNorm(epsilon=self.norm_eps, name=f"downsample{stage}_norm")(x)
-      x = nn.Conv(width, (2, 2), strides=(2, 2), padding="VALID", kernel_init=KERNEL_INIT,
+      x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name=f"downsample{stage}_norm")(x)
+      x = nn.Conv(width, (2, 2), strides=(2, 2), padding="VALID", kernel_init=KERNEL_INIT, dtype=self.dtype,
                   name=f"downsample{stage}_conv")(x)
       for i in range(depth):
         # Linearly increasing drop rate over the network depth, as in ConvNeXt.
         rate = self.drop_path_rate * block_index / max(total_blocks - 1, 1)
         x = ConvNeXtBlock(width, self.kernel_size, self.mlp_ratio, self.layer_scale_init, rate,
-                          self.norm_eps, self.depthwise, name=f"stage{stage}_block{i}")(x, train)
+                          self.norm_eps, self.depthwise, self.dtype, name=f"stage{stage}_block{i}")(x, train)
         block_index += 1
       x = recorder.emit(x)
     pyramid = tuple(recorder.levels)

@@ -1,8 +1,9 @@
 """The MC-JEPA network: shared encoder, flow head and expander (DESIGN.md section 1)."""
 
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from mcjepa_jax.models.convnext import ConvNeXtEncoder
@@ -13,6 +14,13 @@ from mcjepa_jax.models.vit import ViTEncoder
 from mcjepa_jax.ops.directions import swap_halves
 
 CONTENT_OBJECTIVES = ("vicreg", "ijepa")
+DTYPES = ("float32", "bfloat16")
+
+
+def _float32(tree):
+  """Every floating leaf of an output as float32: the losses and their statistics run in float32."""
+  return jax.tree_util.tree_map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                                tree)
 
 
 class MCJEPA(nn.Module):
@@ -31,6 +39,9 @@ class MCJEPA(nn.Module):
   `content_objective` "vicreg" (the paper) uses `expander`; "ijepa" (issue 16)
   uses `predictor` on the encoder's tokens, against targets that the train step
   computes with the EMA copy of the encoder (`target_tokens`).
+
+  `dtype` (config.model.dtype) is the compute dtype of the submodules, which
+  are built with it; every output leaves the model as float32.
   """
   encoder: nn.Module
   flow_head: nn.Module
@@ -40,11 +51,12 @@ class MCJEPA(nn.Module):
   content_grad_scales: tuple = (1.0,) * 6
   predictor: Optional[nn.Module] = None
   content_objective: str = "vicreg"
+  dtype: Any = jnp.float32
 
   def _normalise(self, images):
     mean = jnp.asarray(self.pixel_mean, images.dtype)
     std = jnp.asarray(self.pixel_std, images.dtype)
-    return (images - mean) / std
+    return ((images - mean) / std).astype(self.dtype)
 
   def _check_size(self, images, what, multiple=True):
     """Frames for flow need sizes that every pyramid level divides (levels are warped onto each
@@ -79,12 +91,12 @@ class MCJEPA(nn.Module):
     pyramid, pooled = self.encoder(self._normalise(frames), train=train)
     targets = tuple(swap_halves(level) for level in pyramid)
     flows = self.flow_head(pyramid, targets, frames.shape[1:3], frames, swap_halves(frames))
-    return {"pyramid": pyramid, "pooled": pooled, "flows": flows["levels"], "flow": flows["full"]}
+    return _float32({"pyramid": pyramid, "pooled": pooled, "flows": flows["levels"], "flow": flows["full"]})
 
   def features(self, images):
     """Frozen features for probes and label propagation: (pyramid, pooled) of [N, H, W, 3] images in [0, 1]."""
     self._check_size(images, "images")
-    return self.encoder(self._normalise(images), train=False)
+    return _float32(self.encoder(self._normalise(images), train=False))
 
   def content(self, views1, views2, train=False, masks=None):
     """The content branch on two views of N images.
@@ -109,13 +121,13 @@ class MCJEPA(nn.Module):
       masks = _placeholder_masks(views1.shape[0], self.token_grid(views1)) if masks is None else masks
       context = self.encoder(self._normalise(views1), train=train, tokens=True,
                              token_indices=masks["context_indices"], token_valid=masks["context_valid"])
-      return {"predictions": self.predictor(context, masks, self.token_grid(views1), train=train)}
+      return _float32({"predictions": self.predictor(context, masks, self.token_grid(views1), train=train)})
     views = jnp.concatenate([views1, views2], axis=0)
     _, pooled = self.encoder(self._normalise(views), train=train, grad_scales=self.content_grad_scales)
     half = views1.shape[0]
     z1 = self.expander(pooled[:half], train=train)
     z2 = self.expander(pooled[half:], train=train)
-    return {"pooled": pooled, "embeddings": (z1, z2)}
+    return _float32({"pooled": pooled, "embeddings": (z1, z2)})
 
   def token_grid(self, images):
     """(rows, cols) of the encoder's token grid for [N, h, w, 3] images."""
@@ -124,14 +136,14 @@ class MCJEPA(nn.Module):
 
   def target_tokens(self, images):
     """[N, rows * cols, D] tokens of whole images: the I-JEPA targets when applied with the EMA encoder."""
-    return self.encoder(self._normalise(images), train=False, tokens=True)
+    return _float32(self.encoder(self._normalise(images), train=False, tokens=True))
 
   def embedding(self, images):
     """The representation the content loss regularises, in inference mode: the expander's
     output (VICReg) or the encoder's pooled tokens (I-JEPA). [N, h, w, 3] -> [N, D]."""
     self._check_size(images, "images", multiple=False)
     _, pooled = self.encoder(self._normalise(images), train=False)
-    return pooled if self.content_objective == "ijepa" else self.expander(pooled, train=False)
+    return _float32(pooled if self.content_objective == "ijepa" else self.expander(pooled, train=False))
 
   def __call__(self, frames1, frames2, views1, views2, train=False, masks=None):
     return {"video": self.video(frames1, frames2, train), "content": self.content(views1, views2, train, masks)}
@@ -145,21 +157,21 @@ def _placeholder_masks(batch, grid):
   return {"context_indices": context, "context_valid": jnp.ones(context.shape, bool), "target_indices": target}
 
 
-def build_encoder(enc):
+def build_encoder(enc, dtype=jnp.float32):
   """ConvNeXtEncoder or ViTEncoder from `config.model.encoder`."""
   if enc.name == "convnext":
     return ConvNeXtEncoder(
         stem_widths=tuple(enc.stem_widths), depths=tuple(enc.depths), widths=tuple(enc.widths),
         kernel_size=enc.kernel_size, mlp_ratio=enc.mlp_ratio, layer_scale_init=enc.layer_scale_init,
         drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps, stem_kernels=tuple(enc.stem_kernels),
-        depthwise=enc.get("depthwise", "conv"), token_level=enc.get("token_level", 4))
+        depthwise=enc.get("depthwise", "conv"), token_level=enc.get("token_level", 4), dtype=dtype)
   if enc.name == "vit":
     return ViTEncoder(
         patch_size=enc.patch_size, width=enc.width, depth=enc.depth, num_heads=enc.num_heads,
         mlp_ratio=enc.mlp_ratio, posemb=enc.posemb, posemb_grid=tuple(enc.posemb_grid),
         layer_scale_init=enc.layer_scale_init, drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps,
         stem_widths=tuple(enc.stem_widths), stem_kernels=tuple(enc.stem_kernels),
-        adapter_widths=tuple(enc.adapter_widths))
+        adapter_widths=tuple(enc.adapter_widths), dtype=dtype)
   raise ValueError(f"config.model.encoder.name: unknown encoder {enc.name!r} (known: 'convnext', 'vit')")
 
 
@@ -171,9 +183,18 @@ def content_objective(config):
   return name
 
 
+def compute_dtype(config):
+  """jnp dtype of `config.model.dtype` ("float32" default, "bfloat16")."""
+  name = config.get("dtype", "float32")
+  if name not in DTYPES:
+    raise ValueError(f"config.model.dtype={name!r}: known {', '.join(DTYPES)}")
+  return jnp.dtype(name)
+
+
 def build_model(config):
   """MCJEPA from `config.model` (an ml_collections ConfigDict of configs/*.py)."""
-  encoder = build_encoder(config.encoder)
+  dtype = compute_dtype(config)
+  encoder = build_encoder(config.encoder, dtype)
   head = config.flow_head
   flow_head = PWCFlowHead(
       levels=tuple(head.levels), corr_radius=head.corr_radius,
@@ -182,17 +203,17 @@ def build_model(config):
       flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps,
       normalize_features=head.normalize_features, feature_widths=tuple(head.feature_widths),
       corr_activation=head.corr_activation, pass_features=head.pass_features,
-      source_features=head.source_features, image_cost=head.image_cost)
+      source_features=head.source_features, image_cost=head.image_cost, dtype=dtype)
   objective = content_objective(config)
   expander = predictor = None
   if objective == "vicreg":
     exp = config.expander
-    expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps)
+    expander = Expander(widths=tuple(exp.widths), bn_momentum=exp.bn_momentum, bn_eps=exp.bn_eps, dtype=dtype)
   else:
     pred = config.predictor
     predictor = IJEPAPredictor(width=pred.width, depth=pred.depth, num_heads=pred.num_heads,
-                               mlp_ratio=pred.mlp_ratio, norm_eps=pred.norm_eps)
+                               mlp_ratio=pred.mlp_ratio, norm_eps=pred.norm_eps, dtype=dtype)
   return MCJEPA(encoder=encoder, flow_head=flow_head, expander=expander,
                 pixel_mean=tuple(config.pixel_mean), pixel_std=tuple(config.pixel_std),
                 content_grad_scales=tuple(config.content_grad_scales), predictor=predictor,
-                content_objective=objective)
+                content_objective=objective, dtype=dtype)

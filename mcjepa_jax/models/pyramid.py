@@ -54,19 +54,19 @@ class LevelRecorder:
     return scale_gradient(x, self.scales[len(self.levels) - 1])
 
 
-def split_stem(images, widths, kernels, norm_eps, emit):
+def split_stem(images, widths, kernels, norm_eps, emit, dtype=jnp.float32):
   """Levels 1 (H/2) and 2 (H/4): stride-2 convs, each followed by LayerNorm (DESIGN.md 2).
 
   Called from inside a compact module's `__call__` (ConvNeXt's and the ViT's), so the
   parameters are that module's "stem_conv{i}" / "stem_norm{i}". `emit(x)` records a
-  level and returns what the next layer reads.
+  level and returns what the next layer reads. `dtype`: the computation's (parameters stay float32).
   """
   x = images
   for i, (width, kernel) in enumerate(zip(widths, kernels)):
     # Padding 1 on each side: an even kernel centres output i at input 2i + 0.5.
     x = nn.Conv(width, (kernel, kernel), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=KERNEL_INIT,
-                name=f"stem_conv{i + 1}")(x)
-    x = emit(nn.LayerNorm(epsilon=norm_eps, name=f"stem_norm{i + 1}")(x))
+                dtype=dtype, name=f"stem_conv{i + 1}")(x)
+    x = emit(nn.LayerNorm(epsilon=norm_eps, dtype=dtype, name=f"stem_norm{i + 1}")(x))
   return x
 
 

@@ -19,7 +19,7 @@ the encoder also takes a subset of tokens (`token_indices`) and returns the
 encoded subset: dropped tokens are never computed, as in I-JEPA.
 """
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -53,6 +53,7 @@ class _BlockSettings(nn.Module):
   layer_scale_init: float
   drop_path_rate: float
   norm_eps: float
+  dtype: Any = jnp.float32
 
 
 class TransformerBlock(_BlockSettings):
@@ -66,18 +67,20 @@ class TransformerBlock(_BlockSettings):
   def __call__(self, x, valid, train):
     width = x.shape[-1]
     mask = None if valid is None else valid[:, None, None, :]
-    y = nn.LayerNorm(epsilon=self.norm_eps, name="norm1")(x)
-    y = nn.MultiHeadDotProductAttention(self.num_heads, kernel_init=KERNEL_INIT, name="attention")(y, y, mask=mask)
+    y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm1")(x)
+    # Softmax in float32 whatever the compute dtype.
+    y = nn.MultiHeadDotProductAttention(self.num_heads, kernel_init=KERNEL_INIT, dtype=self.dtype,
+                                        force_fp32_for_softmax=True, name="attention")(y, y, mask=mask)
     x = x + DropPath(self.drop_path_rate, name="drop_path1")(self._scale(y, "layer_scale1"), train)
-    y = nn.LayerNorm(epsilon=self.norm_eps, name="norm2")(x)
-    y = nn.Dense(int(self.mlp_ratio * width), kernel_init=KERNEL_INIT, name="mlp1")(y)
-    y = nn.Dense(width, kernel_init=KERNEL_INIT, name="mlp2")(nn.gelu(y, approximate=False))
+    y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm2")(x)
+    y = nn.Dense(int(self.mlp_ratio * width), kernel_init=KERNEL_INIT, dtype=self.dtype, name="mlp1")(y)
+    y = nn.Dense(width, kernel_init=KERNEL_INIT, dtype=self.dtype, name="mlp2")(nn.gelu(y, approximate=False))
     return x + DropPath(self.drop_path_rate, name="drop_path2")(self._scale(y, "layer_scale2"), train)
 
   def _scale(self, y, name):
     if not self.layer_scale_init:
       return y
-    return y * self.param(name, nn.initializers.constant(self.layer_scale_init), (y.shape[-1],))
+    return y * self.param(name, nn.initializers.constant(self.layer_scale_init), (y.shape[-1],)).astype(y.dtype)
 
 
 class Transformer(_BlockSettings):
@@ -91,9 +94,9 @@ class Transformer(_BlockSettings):
   def __call__(self, x, valid=None, train=False):
     for i in range(self.depth):
       rate = self.drop_path_rate * i / max(self.depth - 1, 1)
-      x = TransformerBlock(self.num_heads, self.mlp_ratio, self.layer_scale_init, rate, self.norm_eps,
+      x = TransformerBlock(self.num_heads, self.mlp_ratio, self.layer_scale_init, rate, self.norm_eps, self.dtype,
                            name=f"block{i}")(x, valid, train)
-    return nn.LayerNorm(epsilon=self.norm_eps, name="norm")(x)
+    return nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm")(x)
 
 
 class ViTEncoder(nn.Module):
@@ -109,6 +112,7 @@ class ViTEncoder(nn.Module):
     norm_eps: LayerNorm epsilon.
     stem_widths, stem_kernels: levels 1 and 2 (`pyramid.split_stem`).
     adapter_widths: channels of levels 3-6.
+    dtype: of activations and matmuls/convolutions (parameters stay float32).
   """
   patch_size: int
   width: int
@@ -123,6 +127,7 @@ class ViTEncoder(nn.Module):
   stem_widths: Sequence[int]
   stem_kernels: Sequence[int]
   adapter_widths: Sequence[int]
+  dtype: Any = jnp.float32
 
   @property
   def total_stride(self):
@@ -161,16 +166,16 @@ class ViTEncoder(nn.Module):
     """
     recorder = LevelRecorder(grad_scales)
     if not tokens:
-      split_stem(images, self.stem_widths, self.stem_kernels, self.norm_eps, recorder.emit)
+      split_stem(images, self.stem_widths, self.stem_kernels, self.norm_eps, recorder.emit, self.dtype)
     p = self.patch_size
-    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", kernel_init=KERNEL_INIT,
+    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", kernel_init=KERNEL_INIT, dtype=self.dtype,
                 name="patch_embed")(images)
     batch, rows, cols, _ = x.shape
     x = x.reshape(batch, rows * cols, self.width) + self._positions(rows, cols).astype(x.dtype)
     if token_indices is not None:
       x = gather_tokens(x, token_indices)
     x = Transformer(self.num_heads, self.mlp_ratio, self.layer_scale_init, self.drop_path_rate, self.norm_eps,
-                    depth=self.depth, name="transformer")(x, token_valid if token_indices is not None else None, train)
+                    self.dtype, depth=self.depth, name="transformer")(x, token_valid if token_indices is not None else None, train)
     if tokens:
       return x
     grid = x.reshape(batch, rows, cols, self.width)
@@ -179,12 +184,12 @@ class ViTEncoder(nn.Module):
       if stride < p:
         ratio = p // stride
         y = nn.ConvTranspose(self.width, (ratio, ratio), strides=(ratio, ratio), padding="VALID",
-                             kernel_init=KERNEL_INIT, name=f"adapter{level}_up")(grid)
+                             kernel_init=KERNEL_INIT, dtype=self.dtype, name=f"adapter{level}_up")(grid)
       elif stride > p:
         ratio = stride // p
         y = nn.max_pool(grid, (ratio, ratio), strides=(ratio, ratio), padding="VALID")
       else:
         y = grid
-      y = nn.Dense(width, kernel_init=KERNEL_INIT, name=f"adapter{level}_proj")(y)
-      recorder.emit(nn.LayerNorm(epsilon=self.norm_eps, name=f"adapter{level}_norm")(y))
+      y = nn.Dense(width, kernel_init=KERNEL_INIT, dtype=self.dtype, name=f"adapter{level}_proj")(y)
+      recorder.emit(nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name=f"adapter{level}_norm")(y))
     return tuple(recorder.levels), jnp.mean(x, axis=1)

@@ -1,0 +1,79 @@
+"""Mixed precision (config.model.dtype = "bfloat16"): float32 parameters, statistics and losses, and the
+same losses as float32 on a fixed batch within bfloat16's precision."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mcjepa_jax.config_utils import load_config
+from mcjepa_jax.losses.objective import mcjepa_loss
+from mcjepa_jax.models import build_model
+from mcjepa_jax.models.params import init_variables
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+# Relative difference allowed per loss term: bfloat16 keeps 8 significant bits (0.4 %); sums over
+# thousands of activations average most of that out, the covariance terms least.
+TOLERANCE = 2e-2
+
+
+@pytest.fixture(scope="module")
+def batch_and_variables():
+  config = load_config(os.path.join(CONFIGS, "demo.py"))
+  rng = np.random.default_rng(0)
+  batch = {k: jnp.asarray(rng.uniform(size=(4, 64, 64, 3)), jnp.float32)
+           for k in ("frames1", "frames2", "views1", "views2")}
+  variables = init_variables(build_model(config.model), jax.random.PRNGKey(0), *batch.values())
+  # The flow head predicts zero flow at initialisation; perturb it so that the flow terms see motion.
+  keys = iter(jax.random.split(jax.random.PRNGKey(1), 1000))
+  variables["params"]["flow_head"] = jax.tree_util.tree_map(
+      lambda p: p + 0.05 * jax.random.normal(next(keys), p.shape), variables["params"]["flow_head"])
+  return config, batch, variables
+
+
+def _terms_and_grads(config, dtype, batch, variables):
+  config = config.copy_and_resolve_references()
+  config.model.dtype = dtype
+  model = build_model(config.model)
+
+  def loss(params):
+    outputs, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, batch["frames1"],
+                             batch["frames2"], batch["views1"], batch["views2"], train=True, mutable=["batch_stats"])
+    total, terms = mcjepa_loss(outputs, batch, config.loss, occlusion_strength=1.0)
+    return total, (terms, outputs)
+
+  (_, (terms, outputs)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+  return terms, outputs, grads
+
+
+def test_bfloat16_losses_match_float32_and_everything_the_optimizer_sees_is_float32(batch_and_variables):
+  config, batch, variables = batch_and_variables
+  f32_terms, f32_outputs, f32_grads = _terms_and_grads(config, "float32", batch, variables)
+  bf16_terms, bf16_outputs, bf16_grads = _terms_and_grads(config, "bfloat16", batch, variables)
+  assert float(jnp.abs(f32_outputs["video"]["flow"]).mean()) > 0.1  # the flow terms see real motion
+  for name, value in f32_terms.items():
+    assert abs(float(bf16_terms[name]) - float(value)) <= TOLERANCE * abs(float(value)) + 1e-6, (
+        name, float(value), float(bf16_terms[name]))
+  # Outputs leave the model, and gradients reach the float32 parameters, as float32.
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(bf16_outputs))
+  assert all(g.dtype == jnp.float32 for g in jax.tree_util.tree_leaves(bf16_grads))
+  # Gradients point the same way (cosine over all parameters).
+  a = jnp.concatenate([g.ravel() for g in jax.tree_util.tree_leaves(f32_grads)])
+  b = jnp.concatenate([g.ravel() for g in jax.tree_util.tree_leaves(bf16_grads)])
+  assert float(a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b))) > 0.99
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters():
+  config = load_config(os.path.join(CONFIGS, "vit_ijepa_demo.py"))
+  config.model.dtype = "bfloat16"
+  model = build_model(config.model)
+  images = jnp.zeros((2, 64, 64, 3))
+  variables = init_variables(model, jax.random.PRNGKey(0), images, images, images, images)
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables["params"]))
+  # The encoder's own output (inside the model) is bfloat16; the model hands out float32.
+  pyramid, _ = model.encoder.apply({"params": variables["params"]["encoder"]}, images.astype(jnp.bfloat16))
+  assert all(level.dtype == jnp.bfloat16 for level in pyramid)
+  hlo = jax.jit(lambda v, x: model.apply(v, x, x, method=model.video)).lower(variables, images).as_text()
+  assert "bf16" in hlo
