@@ -26,6 +26,10 @@ def get_config(arg=None):
   # parameters, optimizer state, norm statistics, warps, cost volumes, flows and every loss stay
   # float32; models/mcjepa.py). bfloat16 is for GPUs and TPUs; XLA:CPU emulates it slowly.
   model.dtype = "float32"
+  # Rematerialisation: "none", or recompute each ConvNeXt/ViT block and each PWC level's estimator
+  # (and the context network) in the backward pass, keeping nothing ("full") or the matmul
+  # outputs ("dots"); parameters are the same, memory and time in docs/benchmarks.md.
+  model.remat = "none"
   model.encoder = dict(
       name="convnext",
       stem_widths=(48, 48),          # levels 1 (H/2) and 2 (H/4)

@@ -109,6 +109,8 @@ def validate_config(config):
   _check_content(config)
   if model.get("dtype", "float32") not in ("float32", "bfloat16"):
     _fail("model.dtype", model.dtype, "known: float32, bfloat16")
+  if model.get("remat", "none") not in ("none", "full", "dots"):
+    _fail("model.remat", model.remat, "known: none, full, dots")
   levels = tuple(head.levels)
   if not levels or any(not 1 <= level <= PYRAMID_LEVELS for level in levels):
     _fail("model.flow_head.levels", levels, f"levels must lie in 1..{PYRAMID_LEVELS} (the encoder's pyramid)")

@@ -93,6 +93,7 @@ def test_two_processes_take_the_single_process_step_and_their_checkpoint_restore
                                 np.concatenate([v.ravel() for v in _params(tmp_path / "pair0.npz").values()]))
 
 
+@pytest.mark.slow  # about 3 minutes; fsdp numerics stay covered by test_sharding.py, exports across meshes by test_inference.py
 def test_checkpoint_saved_on_8_devices_continues_on_2_and_1(tmp_path, cache_dir):
   saved = tmp_path / "eight"
   # Step 1 on 8 devices (data=4, fsdp=2), save, then step 2 there: the reference next-step loss.

@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mcjepa_jax.models.pyramid import KERNEL_INIT, DropPath, LevelRecorder, gather_tokens, keep_mask, split_stem
+from mcjepa_jax.models.pyramid import (KERNEL_INIT, DropPath, LevelRecorder, gather_tokens, keep_mask,
+                                       rematerialised, split_stem)
 
 DEPTHWISE_IMPLS = ("auto", "conv", "shifts")
 
@@ -106,6 +107,7 @@ class ConvNeXtEncoder(nn.Module):
     depthwise: implementation of the 7x7 depthwise convolution (`DepthwiseConv`).
     token_level: pyramid level whose cells are the tokens of an I-JEPA branch.
     dtype: of activations and convolutions/matmuls (parameters stay float32).
+    remat: rematerialise each block in the backward pass ("none", "full", "dots").
   """
   stem_widths: Sequence[int]
   depths: Sequence[int]
@@ -119,6 +121,7 @@ class ConvNeXtEncoder(nn.Module):
   depthwise: str = "conv"
   token_level: int = 4
   dtype: Any = jnp.float32
+  remat: str = "none"
 
   @property
   def total_stride(self):
@@ -159,6 +162,7 @@ class ConvNeXtEncoder(nn.Module):
     recorder = LevelRecorder(grad_scales)
     x = split_stem(images, self.stem_widths, self.stem_kernels, self.norm_eps, recorder.emit, self.dtype)
 
+    block_class = rematerialised(ConvNeXtBlock, self.remat, static_argnums=(2,))
     total_blocks = sum(self.depths)
     block_index = 0
     for stage, (depth, width) in enumerate(zip(self.depths, self.widths)):
@@ -168,7 +172,7 @@ class ConvNeXtEncoder(nn.Module):
       for i in range(depth):
         # Linearly increasing drop rate over the network depth, as in ConvNeXt.
         rate = self.drop_path_rate * block_index / max(total_blocks - 1, 1)
-        x = ConvNeXtBlock(width, self.kernel_size, self.mlp_ratio, self.layer_scale_init, rate,
+        x = block_class(width, self.kernel_size, self.mlp_ratio, self.layer_scale_init, rate,
                           self.norm_eps, self.depthwise, self.dtype, name=f"stage{stage}_block{i}")(x, train)
         block_index += 1
       x = recorder.emit(x)

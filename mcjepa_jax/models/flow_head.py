@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mcjepa_jax.models.pyramid import rematerialised
 from mcjepa_jax.ops.correlation import correlation
 from mcjepa_jax.ops.image import area_downsample
 from mcjepa_jax.ops.warp import resize_flow, warp
@@ -142,6 +143,8 @@ class PWCFlowHead(nn.Module):
       cannot guess flow from appearance instead of matching (our choice).
     dtype: of the convolutions (estimators, context network, feature convs);
       warps, cost volumes and the flow itself stay float32.
+    remat: rematerialise each level's estimator and the context network in the
+      backward pass ("none", "full", "dots").
   """
   levels: Sequence[int]
   corr_radius: int
@@ -159,6 +162,7 @@ class PWCFlowHead(nn.Module):
   source_features: bool = True
   image_cost: bool = False
   dtype: Any = jnp.float32
+  remat: str = "none"
 
   def _adapt(self, level, source, target):
     """Level-`level` matching features of both frames (one set of weights per level), in float32:
@@ -187,6 +191,7 @@ class PWCFlowHead(nn.Module):
     flow = None
     level_flows = {}
     features = None
+    stack_class = rematerialised(ConvStack, self.remat)
     for level in self.levels:
       source, target = self._adapt(level, source_pyramid[level - 1], target_pyramid[level - 1])
       batch, height, width, _ = source.shape
@@ -218,14 +223,14 @@ class PWCFlowHead(nn.Module):
         inputs.append(correlation(descriptors, target_descriptors, self.corr_radius))
       if self.pass_features and features is not None:
         inputs.append(jax.image.resize(features, (batch, height, width, features.shape[-1]), "bilinear"))
-      estimator = ConvStack(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
+      estimator = stack_class(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
                             layer_norm=self.layer_norm, negative_slope=self.negative_slope,
                             norm_eps=self.norm_eps, dtype=self.dtype, name=f"estimator{level}")
       residual, features = estimator(jnp.concatenate(inputs, axis=-1))
       flow = jnp.clip(flow_up + residual, -self.flow_clip, self.flow_clip)
       level_flows[level] = flow
 
-    context = ConvStack(self.context_widths, self.context_dilations, dense=False,
+    context = stack_class(self.context_widths, self.context_dilations, dense=False,
                         layer_norm=self.layer_norm, negative_slope=self.negative_slope,
                         norm_eps=self.norm_eps, dtype=self.dtype, name="context")
     refinement, _ = context(jnp.concatenate([features, flow], axis=-1))

@@ -157,21 +157,21 @@ def _placeholder_masks(batch, grid):
   return {"context_indices": context, "context_valid": jnp.ones(context.shape, bool), "target_indices": target}
 
 
-def build_encoder(enc, dtype=jnp.float32):
+def build_encoder(enc, dtype=jnp.float32, remat="none"):
   """ConvNeXtEncoder or ViTEncoder from `config.model.encoder`."""
   if enc.name == "convnext":
     return ConvNeXtEncoder(
         stem_widths=tuple(enc.stem_widths), depths=tuple(enc.depths), widths=tuple(enc.widths),
         kernel_size=enc.kernel_size, mlp_ratio=enc.mlp_ratio, layer_scale_init=enc.layer_scale_init,
         drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps, stem_kernels=tuple(enc.stem_kernels),
-        depthwise=enc.get("depthwise", "conv"), token_level=enc.get("token_level", 4), dtype=dtype)
+        depthwise=enc.get("depthwise", "conv"), token_level=enc.get("token_level", 4), dtype=dtype, remat=remat)
   if enc.name == "vit":
     return ViTEncoder(
         patch_size=enc.patch_size, width=enc.width, depth=enc.depth, num_heads=enc.num_heads,
         mlp_ratio=enc.mlp_ratio, posemb=enc.posemb, posemb_grid=tuple(enc.posemb_grid),
         layer_scale_init=enc.layer_scale_init, drop_path_rate=enc.drop_path_rate, norm_eps=enc.norm_eps,
         stem_widths=tuple(enc.stem_widths), stem_kernels=tuple(enc.stem_kernels),
-        adapter_widths=tuple(enc.adapter_widths), dtype=dtype)
+        adapter_widths=tuple(enc.adapter_widths), dtype=dtype, remat=remat)
   raise ValueError(f"config.model.encoder.name: unknown encoder {enc.name!r} (known: 'convnext', 'vit')")
 
 
@@ -194,7 +194,8 @@ def compute_dtype(config):
 def build_model(config):
   """MCJEPA from `config.model` (an ml_collections ConfigDict of configs/*.py)."""
   dtype = compute_dtype(config)
-  encoder = build_encoder(config.encoder, dtype)
+  remat = config.get("remat", "none")
+  encoder = build_encoder(config.encoder, dtype, remat)
   head = config.flow_head
   flow_head = PWCFlowHead(
       levels=tuple(head.levels), corr_radius=head.corr_radius,
@@ -203,7 +204,7 @@ def build_model(config):
       flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps,
       normalize_features=head.normalize_features, feature_widths=tuple(head.feature_widths),
       corr_activation=head.corr_activation, pass_features=head.pass_features,
-      source_features=head.source_features, image_cost=head.image_cost, dtype=dtype)
+      source_features=head.source_features, image_cost=head.image_cost, dtype=dtype, remat=remat)
   objective = content_objective(config)
   expander = predictor = None
   if objective == "vicreg":

@@ -11,6 +11,11 @@ import jax
 import jax.numpy as jnp
 
 PYRAMID_LEVELS = 6
+# config.model.remat: what a rematerialised block keeps from its forward pass for the backward one.
+REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,  # everything recomputed: least memory
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # matmul outputs kept, the rest recomputed
+}
 
 # ConvNeXt's and ViT's weight init: truncated normal, std 0.02, zero bias.
 KERNEL_INIT = nn.initializers.truncated_normal(stddev=0.02)
@@ -52,6 +57,19 @@ class LevelRecorder:
   def emit(self, x):
     self.levels.append(x)
     return scale_gradient(x, self.scales[len(self.levels) - 1])
+
+
+def rematerialised(module_class, remat, static_argnums=()):
+  """`module_class`, or its `nn.remat` version under policy `remat` ("none", "full", "dots").
+
+  static_argnums: positions of Python arguments of `__call__` (self is 0), e.g. `train`.
+  Parameter names and values do not change, so checkpoints move between settings.
+  """
+  if remat == "none":
+    return module_class
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"config.model.remat={remat!r}: known none, {', '.join(REMAT_POLICIES)}")
+  return nn.remat(module_class, policy=REMAT_POLICIES[remat], static_argnums=static_argnums)
 
 
 def split_stem(images, widths, kernels, norm_eps, emit, dtype=jnp.float32):

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcjepa_jax.models.pyramid import KERNEL_INIT, PYRAMID_LEVELS, DropPath, LevelRecorder, gather_tokens, split_stem
+from mcjepa_jax.models.pyramid import (KERNEL_INIT, PYRAMID_LEVELS, DropPath, LevelRecorder, gather_tokens,
+                                       rematerialised, split_stem)
 
 POSEMBS = ("sincos", "learn")
 
@@ -54,6 +55,7 @@ class _BlockSettings(nn.Module):
   drop_path_rate: float
   norm_eps: float
   dtype: Any = jnp.float32
+  remat: str = "none"
 
 
 class TransformerBlock(_BlockSettings):
@@ -92,10 +94,11 @@ class Transformer(_BlockSettings):
 
   @nn.compact
   def __call__(self, x, valid=None, train=False):
+    block_class = rematerialised(TransformerBlock, self.remat, static_argnums=(3,))
     for i in range(self.depth):
       rate = self.drop_path_rate * i / max(self.depth - 1, 1)
-      x = TransformerBlock(self.num_heads, self.mlp_ratio, self.layer_scale_init, rate, self.norm_eps, self.dtype,
-                           name=f"block{i}")(x, valid, train)
+      x = block_class(self.num_heads, self.mlp_ratio, self.layer_scale_init, rate, self.norm_eps, self.dtype,
+                      name=f"block{i}")(x, valid, train)
     return nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm")(x)
 
 
@@ -113,6 +116,7 @@ class ViTEncoder(nn.Module):
     stem_widths, stem_kernels: levels 1 and 2 (`pyramid.split_stem`).
     adapter_widths: channels of levels 3-6.
     dtype: of activations and matmuls/convolutions (parameters stay float32).
+    remat: rematerialise each transformer block in the backward pass ("none", "full", "dots").
   """
   patch_size: int
   width: int
@@ -128,6 +132,7 @@ class ViTEncoder(nn.Module):
   stem_kernels: Sequence[int]
   adapter_widths: Sequence[int]
   dtype: Any = jnp.float32
+  remat: str = "none"
 
   @property
   def total_stride(self):
@@ -175,7 +180,7 @@ class ViTEncoder(nn.Module):
     if token_indices is not None:
       x = gather_tokens(x, token_indices)
     x = Transformer(self.num_heads, self.mlp_ratio, self.layer_scale_init, self.drop_path_rate, self.norm_eps,
-                    self.dtype, depth=self.depth, name="transformer")(x, token_valid if token_indices is not None else None, train)
+                    self.dtype, self.remat, depth=self.depth, name="transformer")(x, token_valid if token_indices is not None else None, train)
     if tokens:
       return x
     grid = x.reshape(batch, rows, cols, self.width)
