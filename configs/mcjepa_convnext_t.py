@@ -66,6 +66,9 @@ def get_config(arg=None):
       # 1.729 held-out EPE; 1.973 vs 2.005 with image_cost: small but both ways the same).
       source_features=False,
       image_cost=False,              # a second cost volume of fixed normalised image patches (our choice)
+      # The cost volume's formulation (ops/correlation.py, same values): "slices", "banded" (a matmul
+      # per row offset) or "auto" (banded on the CPU for narrow rows of >= 64 channels: 3-6x there).
+      corr_impl="auto",
   )
   # Factor on the content loss's gradient leaving each pyramid level (1-6) down the encoder:
   # 1 everywhere is the paper. Our choice: 0 at levels 1-2, so the stem that the finest cost

@@ -109,6 +109,8 @@ def validate_config(config):
   _check_content(config)
   if model.get("dtype", "float32") not in ("float32", "bfloat16"):
     _fail("model.dtype", model.dtype, "known: float32, bfloat16")
+  if head.get("corr_impl", "slices") not in ("auto", "slices", "banded"):
+    _fail("model.flow_head.corr_impl", head.corr_impl, "known: auto, slices, banded")
   if model.get("remat", "none") not in ("none", "full", "dots"):
     _fail("model.remat", model.remat, "known: none, full, dots")
   levels = tuple(head.levels)

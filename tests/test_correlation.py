@@ -26,12 +26,13 @@ def brute_force_correlation(a, b, radius):
   return out
 
 
+@pytest.mark.parametrize("impl", ["slices", "banded", "auto"])
 @pytest.mark.parametrize("shape,radius", [((2, 7, 9, 5), 2), ((1, 5, 4, 3), 4), ((1, 1, 3, 2), 1)])
-def test_matches_brute_force_including_borders(shape, radius):
+def test_matches_brute_force_including_borders(shape, radius, impl):
   rng = np.random.default_rng(0)
   a = rng.normal(size=shape).astype(np.float32)
   b = rng.normal(size=shape).astype(np.float32)
-  got = np.asarray(correlation(jnp.asarray(a), jnp.asarray(b), radius))
+  got = np.asarray(correlation(jnp.asarray(a), jnp.asarray(b), radius, impl))
   assert got.shape == shape[:3] + ((2 * radius + 1)**2,)
   np.testing.assert_allclose(got, brute_force_correlation(a, b, radius), rtol=1e-5, atol=1e-5)
 
@@ -43,13 +44,14 @@ def test_centre_channel_is_mean_of_product():
   np.testing.assert_allclose(got[..., 24], np.mean(a * a, axis=-1), rtol=1e-6)
 
 
-def test_gradient_matches_finite_differences():
+@pytest.mark.parametrize("impl", ["slices", "banded"])
+def test_gradient_matches_finite_differences(impl):
   rng = np.random.default_rng(2)
   with jax.enable_x64(True):
     a = jnp.asarray(rng.normal(size=(1, 5, 6, 3)))
     b = jnp.asarray(rng.normal(size=(1, 5, 6, 3)))
     weights = jnp.asarray(rng.normal(size=(1, 5, 6, 25)))
-    loss = lambda a, b: jnp.sum(correlation(a, b, 2) * weights)
+    loss = lambda a, b: jnp.sum(correlation(a, b, 2, impl) * weights)
     # check_grads raises AssertionError when reverse-mode and finite differences disagree.
     jtu.check_grads(loss, (a, b), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
     # And one directional derivative by hand, as an explicit check.
@@ -102,3 +104,8 @@ def test_patch_descriptors_match_themselves_best():
   # Zero offset: a unit self-correlation (up to the variance floor of nearly flat patches).
   np.testing.assert_allclose(cost[..., 4], 1.0, atol=0.02)
   assert np.all(cost[0, 1:-1, 1:-1, 4] >= cost[0, 1:-1, 1:-1].max(axis=-1) - 1e-5)
+
+
+def test_unknown_formulation_is_named():
+  with pytest.raises(ValueError, match="corr_impl='fft'"):
+    correlation(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 4, 4, 2)), 1, "fft")

@@ -145,6 +145,7 @@ class PWCFlowHead(nn.Module):
       warps, cost volumes and the flow itself stay float32.
     remat: rematerialise each level's estimator and the context network in the
       backward pass ("none", "full", "dots").
+    corr_impl: the cost volume's formulation (`ops.correlation`; same values).
   """
   levels: Sequence[int]
   corr_radius: int
@@ -163,6 +164,7 @@ class PWCFlowHead(nn.Module):
   image_cost: bool = False
   dtype: Any = jnp.float32
   remat: str = "none"
+  corr_impl: str = "slices"
 
   def _adapt(self, level, source, target):
     """Level-`level` matching features of both frames (one set of weights per level), in float32:
@@ -202,11 +204,11 @@ class PWCFlowHead(nn.Module):
         flow_up = resize_flow(flow, (height, width))
         warped = warp(target, flow_up)
       if self.normalize_features == "pair":
-        cost = correlation(*normalize_pair(source, warped), self.corr_radius)
+        cost = correlation(*normalize_pair(source, warped), self.corr_radius, self.corr_impl)
       elif self.normalize_features == "pixel":
-        cost = correlation(normalize_pixels(source), normalize_pixels(warped), self.corr_radius)
+        cost = correlation(normalize_pixels(source), normalize_pixels(warped), self.corr_radius, self.corr_impl)
       elif self.normalize_features == "none":
-        cost = correlation(source, warped, self.corr_radius)
+        cost = correlation(source, warped, self.corr_radius, self.corr_impl)
       else:
         raise ValueError(f"config.model.flow_head.normalize_features: unknown {self.normalize_features!r} "
                          f"(known: {', '.join(FEATURE_NORMALIZATIONS)})")
@@ -220,7 +222,7 @@ class PWCFlowHead(nn.Module):
         target_descriptors = patch_descriptors(target_images, (height, width))
         if flow is not None:
           target_descriptors = warp(target_descriptors, flow_up)
-        inputs.append(correlation(descriptors, target_descriptors, self.corr_radius))
+        inputs.append(correlation(descriptors, target_descriptors, self.corr_radius, self.corr_impl))
       if self.pass_features and features is not None:
         inputs.append(jax.image.resize(features, (batch, height, width, features.shape[-1]), "bilinear"))
       estimator = stack_class(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
