@@ -5,9 +5,14 @@ multiple of the encoder's stride, a head level outside the pyramid) or, worse,
 train something else than intended (a weight list of the wrong length).
 """
 
+from mcjepa_jax.models.convnext import DEPTHWISE_IMPLS
+from mcjepa_jax.models.mcjepa import CONTENT_OBJECTIVES, DTYPES
+from mcjepa_jax.models.pyramid import REMAT_POLICIES
+from mcjepa_jax.models.vit import POSEMBS
+from mcjepa_jax.ops.correlation import CORRELATION_IMPLS
+
 ENCODERS = ("convnext", "vit")
-CONTENT_OBJECTIVES = ("vicreg", "ijepa")
-POSEMBS = ("sincos", "learn")
+REMATS = ("none",) + tuple(REMAT_POLICIES)
 PYRAMID_LEVELS = 6
 NORMALIZE_FEATURES = ("none", "pair", "pixel")
 SMOOTHNESS_UNITS = ("image", "pixel", "pwc")
@@ -36,8 +41,8 @@ def _check_convnext(config, enc):
   if len(enc.stem_widths) + len(enc.depths) != PYRAMID_LEVELS or len(enc.widths) != len(enc.depths):
     _fail("model.encoder.widths", tuple(enc.widths), f"stem_widths ({len(enc.stem_widths)}) + depths "
           f"({len(enc.depths)}) must give {PYRAMID_LEVELS} pyramid levels, with one width per depth")
-  if enc.get("depthwise", "conv") not in ("auto", "conv", "shifts"):
-    _fail("model.encoder.depthwise", enc.depthwise, "known: auto, conv, shifts")
+  if enc.get("depthwise", "conv") not in DEPTHWISE_IMPLS:
+    _fail("model.encoder.depthwise", enc.depthwise, f"known: {', '.join(DEPTHWISE_IMPLS)}")
   for key in ("model.encoder.stem_widths", "model.encoder.widths", "model.encoder.depths"):
     if any(v <= 0 for v in _get(config, key)):
       _fail(key, tuple(_get(config, key)), "every entry must be > 0")
@@ -107,12 +112,12 @@ def validate_config(config):
   if len(enc.stem_kernels) != len(enc.stem_widths):
     _fail("model.encoder.stem_kernels", tuple(enc.stem_kernels), "needs one kernel per stem width")
   _check_content(config)
-  if model.get("dtype", "float32") not in ("float32", "bfloat16"):
-    _fail("model.dtype", model.dtype, "known: float32, bfloat16")
-  if head.get("corr_impl", "slices") not in ("auto", "slices", "banded"):
-    _fail("model.flow_head.corr_impl", head.corr_impl, "known: auto, slices, banded")
-  if model.get("remat", "none") not in ("none", "full", "dots"):
-    _fail("model.remat", model.remat, "known: none, full, dots")
+  if model.get("dtype", "float32") not in DTYPES:
+    _fail("model.dtype", model.dtype, f"known: {', '.join(DTYPES)}")
+  if head.get("corr_impl", "slices") not in CORRELATION_IMPLS:
+    _fail("model.flow_head.corr_impl", head.corr_impl, f"known: {', '.join(CORRELATION_IMPLS)}")
+  if model.get("remat", "none") not in REMATS:
+    _fail("model.remat", model.remat, f"known: {', '.join(REMATS)}")
   levels = tuple(head.levels)
   if not levels or any(not 1 <= level <= PYRAMID_LEVELS for level in levels):
     _fail("model.flow_head.levels", levels, f"levels must lie in 1..{PYRAMID_LEVELS} (the encoder's pyramid)")

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from mcjepa_jax.losses.ijepa import block_targets, ema_momentum, ema_update, target_std
 from mcjepa_jax.losses.objective import mcjepa_loss
+from mcjepa_jax.models.mcjepa import content_objective
 from mcjepa_jax.losses.selfsup import augmentation_loss, sample_zoom, zoomed_pair, zoomed_targets
 from mcjepa_jax.ops.masks import sample_masks
 from mcjepa_jax.train.optimizer import skipped_update_metrics
@@ -48,7 +49,7 @@ def create_train_state(variables, optimizer, rng, ema=False):
 
 def uses_ema(config):
   """Whether the run keeps an EMA target encoder (the I-JEPA content objective)."""
-  return config.model.get("content", "vicreg") == "ijepa"
+  return content_objective(config.model) == "ijepa"
 
 
 def ijepa_batch_targets(model, ema, views, masks):
