@@ -113,6 +113,13 @@ def test_depthwise_shifts_equal_the_grouped_convolution_in_values_and_gradients(
   for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(shifts), argnums=(0, 1))(variables, x)),
                   jax.tree_util.tree_leaves(jax.grad(loss(conv), argnums=(0, 1))(variables, x))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  # An even kernel pads unevenly (SAME: one more after): the hand-written backward pass must swap it.
+  even, even_conv = DepthwiseConv(5, 4, "shifts"), DepthwiseConv(5, 4, "conv")
+  even_variables = jax.tree_util.tree_map(lambda v: v + 0.1, even_conv.init(jax.random.key(1), x))
+  np.testing.assert_allclose(even.apply(even_variables, x), even_conv.apply(even_variables, x), atol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(even), argnums=(0, 1))(even_variables, x)),
+                  jax.tree_util.tree_leaves(jax.grad(loss(even_conv), argnums=(0, 1))(even_variables, x))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   # Same layout as the nn.Conv it replaced: checkpoints of either implementation load into the other.
   reference = nn.Conv(5, (7, 7), padding="SAME", feature_group_count=5)
   np.testing.assert_allclose(reference.apply(variables, x), conv.apply(variables, x), atol=1e-5)

@@ -1,9 +1,10 @@
 """VICReg and the pyramid VC regulariser against direct transcriptions (DESIGN.md 4)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcjepa_jax.losses import pyramid_vc_loss, vc_term, vicreg_loss
+from mcjepa_jax.losses import covariance_loss, pyramid_vc_loss, vc_term, vicreg_loss
 
 
 def numpy_vicreg(x, y, sim=25.0, std=25.0, cov=1.0, eps=1e-4):
@@ -70,3 +71,21 @@ def test_pyramid_vc_loss_sums_levels_and_pooled():
   got = pyramid_vc_loss(pyramid, pooled, weights, (0.5, 0.5), 1e-4)
   want = vc_term(pyramid[0], 0.1, 0.2, 1e-4) + vc_term(pyramid[1], 0.3, 0.0, 1e-4) + vc_term(pooled, 0.5, 0.5, 1e-4)
   np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+
+
+def test_covariance_of_few_wide_rows_matches_the_covariance_matrix_with_gradient():
+  """N <= D/2 takes the N x N Gram form: value and gradient equal the D x D covariance's (float64 numpy)."""
+  rng = np.random.default_rng(4)
+  for n, d, scale in ((8, 512, 1.0), (16, 64, 0.1), (32, 64, 3.0)):
+    z = (rng.normal(size=(n, d)) * scale + rng.normal(size=(1, d))).astype(np.float32)
+    # Correlated dimensions too, so the off-diagonal part is not only sampling noise.
+    z[:, 1] = z[:, 0] * 0.5 + z[:, 1] * 0.1
+    x = z.astype(np.float64) - z.mean(axis=0)
+    cov = x.T @ x / (n - 1)
+    off = cov * (1 - np.eye(d))
+    want = np.sum(off**2) / d
+    # d/dz of sum(off^2)/d = 4 x off / ((n - 1) d); the centring's term vanishes (columns of x sum to 0).
+    want_grad = 4 * x @ off / ((n - 1) * d)
+    got, grad = jax.value_and_grad(covariance_loss)(jnp.asarray(z))
+    np.testing.assert_allclose(float(got), want, rtol=2e-5)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=2e-4, atol=2e-4 * np.abs(want_grad).max())

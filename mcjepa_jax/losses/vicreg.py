@@ -26,6 +26,14 @@ def variance_loss(z, eps):
 def covariance_loss(z):
   """sum of squared off-diagonal covariances / D, covariance unbiased over rows.
 
+  With fewer samples than dimensions (VICReg's expander: a batch of N rows of
+  D = 8192; N <= D / 2) the D x D covariance is never formed: the sum of its squares is the
+  sum of the squares of the N x N Gram matrix of the centred rows
+  (tr((X^T X)^2) = tr((X X^T)^2)), and the diagonal is the per-dimension sum of
+  squares. Same value (float32 rounding), N^2 D instead of N D^2 work, and no
+  D x D buffers in the step; with many samples per dimension (pyramid levels:
+  B H W rows of C) the covariance is the smaller matrix and is used.
+
   Args:
     z: [N, D] samples.
 
@@ -34,6 +42,13 @@ def covariance_loss(z):
   """
   num, dim = z.shape
   centred = z - jnp.mean(z, axis=0)
+  # Only well below D: the difference of the two sums of squares then keeps its precision (the
+  # off-diagonal part is at least D / (N - 1) - 1 times the diagonal one).
+  if 2 * num <= dim:
+    gram = centred @ centred.T
+    diagonal = jnp.sum(centred**2, axis=0)
+    squares = jnp.sum(gram**2) - jnp.sum(diagonal**2)
+    return squares / (num - 1)**2 / dim
   cov = centred.T @ centred / (num - 1)
   off_diagonal = cov - jnp.diag(jnp.diag(cov))
   return jnp.sum(off_diagonal**2) / dim

@@ -17,16 +17,9 @@ from mcjepa_jax.models.pyramid import (KERNEL_INIT, DropPath, LevelRecorder, gat
 DEPTHWISE_IMPLS = ("auto", "conv", "shifts")
 
 
-def depthwise_shifts(x, kernel):
-  """Depthwise 'SAME' convolution as k*k shifted multiply-adds: [B, H, W, C] x [k, k, 1, C] -> [B, H, W, C].
-
-  The same sum as `lax.conv_general_dilated(..., feature_group_count=C)`; XLA:CPU runs this form
-  about 20x faster forward and 2-4x faster with the gradient than its grouped convolution
-  (docs/benchmarks.md), GPUs and TPUs run the convolution well.
-  """
+def _shifted_sum(x, kernel, before, after):
+  """sum over (dy, dx) of x zero-padded by (before, after) and shifted by (dy, dx), times kernel[dy, dx, 0]."""
   size = kernel.shape[0]
-  before = (size - 1) // 2
-  after = size - 1 - before
   padded = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
   height, width = x.shape[1:3]
   out = None
@@ -35,6 +28,47 @@ def depthwise_shifts(x, kernel):
       term = padded[:, dy:dy + height, dx:dx + width, :] * kernel[dy, dx, 0]
       out = term if out is None else out + term
   return out
+
+
+def _padding(size):
+  before = (size - 1) // 2
+  return before, size - 1 - before
+
+
+@jax.custom_vjp
+def depthwise_shifts(x, kernel):
+  """Depthwise 'SAME' convolution as k*k shifted multiply-adds: [B, H, W, C] x [k, k, 1, C] -> [B, H, W, C].
+
+  The same sum as `lax.conv_general_dilated(..., feature_group_count=C)`. XLA:CPU lowers that
+  grouped convolution's gradient to a dense [k, k, C, C] convolution with a block-diagonal
+  kernel (C times the work, and [k, k, C, C] buffers: 57 % of the ConvNeXt-T step's encoder time,
+  docs/benchmarks.md); here the backward pass is written out too (`_depthwise_shifts_bwd`), so
+  forward and backward each read the activations a few times and keep only x and the kernel.
+  GPUs and TPUs run the convolution well.
+  """
+  return _shifted_sum(x, kernel, *_padding(kernel.shape[0]))
+
+
+def _depthwise_shifts_fwd(x, kernel):
+  return depthwise_shifts(x, kernel), (x, kernel)
+
+
+def _depthwise_shifts_bwd(residuals, grad):
+  """Input gradient: the same shifted sum of the output gradient with the flipped kernel (and the
+  padding swapped, for even sizes); kernel gradient: one multiply-reduce per offset."""
+  x, kernel = residuals
+  size = kernel.shape[0]
+  before, after = _padding(size)
+  grad_x = _shifted_sum(grad, kernel[::-1, ::-1], after, before)
+  padded = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+  height, width = x.shape[1:3]
+  taps = [jnp.sum(padded[:, dy:dy + height, dx:dx + width, :] * grad, axis=(0, 1, 2))
+          for dy in range(size) for dx in range(size)]
+  grad_kernel = jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
+  return grad_x.astype(x.dtype), grad_kernel
+
+
+depthwise_shifts.defvjp(_depthwise_shifts_fwd, _depthwise_shifts_bwd)
 
 
 class DepthwiseConv(nn.Module):
