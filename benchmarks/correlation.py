@@ -6,6 +6,9 @@
   patches  every (2r+1)^2 window gathered at once (`lax.conv_general_dilated_patches`), one einsum
   banded   `correlation(impl="banded")`: per row offset dy, a [W, C] x [C, W + 2r] matmul per image
            row, then the 2r+1 diagonals (W / (2r+1) times the needed multiply-adds, as one dense matmul)
+  pallas   `correlation(impl="pallas")`: the Pallas kernels of ops/correlation_pallas.py, forward and
+           backward (GPU/TPU only: on the CPU they run in the Pallas interpreter, so the column is
+           left out there)
 
 Shapes are the PWC levels of the paper's 384 x 512 pairs (forward and backward flow of 2 pairs:
 batch 4) with radius 4. Prints a table (ms, median of --repeats after one warm-up).
@@ -34,7 +37,24 @@ def correlation_patches(a, b, radius):
 
 IMPLEMENTATIONS = {"slices": correlation, "patches": correlation_patches,
                    "banded": lambda a, b, radius: correlation(a, b, radius, impl="banded")}
+if jax.default_backend() != "cpu":
+  IMPLEMENTATIONS["pallas"] = lambda a, b, radius: correlation(a, b, radius, impl="pallas")
 LEVELS = {2: (96, 128, 48), 3: (48, 64, 96), 4: (24, 32, 192), 5: (12, 16, 384), 6: (6, 8, 768)}
+
+
+# HBM bandwidth per chip (bytes/s, vendors' data sheets) for the forward pass's roofline.
+HBM_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "V100": 0.9e12, "TPU v4": 1.2e12,
+                 "TPU v5 lite": 0.82e12, "TPU v5e": 0.82e12}
+
+
+def roofline_ms(shape, radius, device_kind):
+  """The forward pass's memory floor: read a and b once, write the volume once (float32), at HBM speed."""
+  bandwidth = next((v for k, v in HBM_BANDWIDTH.items() if k in device_kind), None)
+  if bandwidth is None:
+    return None
+  batch, height, width, channels = shape
+  moved = 4 * batch * height * width * (2 * channels + (2 * radius + 1)**2)
+  return 1e3 * moved / bandwidth
 
 
 def _time(fn, *args, repeats):
@@ -56,8 +76,11 @@ def main():
   rng = np.random.default_rng(0)
   print(f"device: {jax.devices()[0].device_kind}; radius {args.radius}, batch {args.batch}; ms forward / "
         "forward+gradient (max |difference| from slices)")
-  print("| level (H x W x C) | " + " | ".join(IMPLEMENTATIONS) + " |")
-  print("|---|" + "---|" * len(IMPLEMENTATIONS))
+  columns = list(IMPLEMENTATIONS)
+  if roofline_ms((1, 1, 1, 1), args.radius, jax.devices()[0].device_kind) is not None:
+    columns.append("HBM roofline, forward (ms)")
+  print("| level (H x W x C) | " + " | ".join(columns) + " |")
+  print("|---|" + "---|" * len(columns))
   for level, (height, width, channels) in LEVELS.items():
     a, b = (jnp.asarray(rng.normal(size=(args.batch, height, width, channels)), jnp.float32) for _ in range(2))
     reference = correlation(a, b, args.radius)
@@ -71,6 +94,9 @@ def main():
                      f"{_time(gradient, a, b, repeats=args.repeats):.1f} ({error:.0e})")
       except jax.errors.JaxRuntimeError as e:  # a backend that cannot run a formulation says so in the table
         cells.append(f"fails ({str(e).splitlines()[0][:40]})")
+    floor = roofline_ms(a.shape, args.radius, jax.devices()[0].device_kind)
+    if floor is not None:
+      cells.append(f"{floor:.3f}")
     print(f"| {level} ({height} x {width} x {channels}) | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -26,7 +26,8 @@ def brute_force_correlation(a, b, radius):
   return out
 
 
-@pytest.mark.parametrize("impl", ["slices", "banded", "auto"])
+# "pallas" runs the Pallas kernels in the interpreter here (the CPU backend has no Pallas compiler).
+@pytest.mark.parametrize("impl", ["slices", "banded", "auto", "pallas"])
 @pytest.mark.parametrize("shape,radius", [((2, 7, 9, 5), 2), ((1, 5, 4, 3), 4), ((1, 1, 3, 2), 1)])
 def test_matches_brute_force_including_borders(shape, radius, impl):
   rng = np.random.default_rng(0)
@@ -44,7 +45,7 @@ def test_centre_channel_is_mean_of_product():
   np.testing.assert_allclose(got[..., 24], np.mean(a * a, axis=-1), rtol=1e-6)
 
 
-@pytest.mark.parametrize("impl", ["slices", "banded"])
+@pytest.mark.parametrize("impl", ["slices", "banded", "pallas"])
 def test_gradient_matches_finite_differences(impl):
   rng = np.random.default_rng(2)
   with jax.enable_x64(True):
@@ -109,3 +110,18 @@ def test_patch_descriptors_match_themselves_best():
 def test_unknown_formulation_is_named():
   with pytest.raises(ValueError, match="corr_impl='fft'"):
     correlation(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 4, 4, 2)), 1, "fft")
+
+
+def test_pallas_kernels_match_the_slices_on_a_padded_level_shape():
+  """A width and channel count that are not powers of two (padded inside the kernels), float32, with
+  the gradient of both inputs: the kernels equal the jnp slices (interpreted on the CPU)."""
+  from mcjepa_jax.ops.correlation_pallas import correlation_pallas
+  rng = np.random.default_rng(7)
+  a, b = (jnp.asarray(rng.normal(size=(2, 3, 12, 6)), jnp.float32) for _ in range(2))
+  weights = jnp.asarray(rng.normal(size=(2, 3, 12, 25)), jnp.float32)
+  loss = lambda fn: lambda a, b: jnp.sum(fn(a, b) * weights)
+  pallas = lambda a, b: correlation_pallas(a, b, 2, True)
+  slices = lambda a, b: correlation(a, b, 2, "slices")
+  np.testing.assert_allclose(np.asarray(pallas(a, b)), np.asarray(slices(a, b)), rtol=1e-5, atol=1e-6)
+  for got, want in zip(jax.grad(loss(pallas), argnums=(0, 1))(a, b), jax.grad(loss(slices), argnums=(0, 1))(a, b)):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)

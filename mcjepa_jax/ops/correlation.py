@@ -7,14 +7,18 @@ diagonals). On XLA:CPU, with the gradient, the banded form is 3-6x faster on
 narrow rows of many channels (paper levels 4-6: W <= 32, C >= 192 at r = 4), even
 at level 3 (W 64, C 96) and 1.5x slower at level 2 (W 128), and slower on the
 demo's few-channel levels; "auto" takes it on the CPU for rows up to 4 (2r+1)
-wide with at least 64 channels, the slices otherwise and elsewhere (GPU/TPU not
-measured yet).
+wide with at least 64 channels, the slices otherwise and elsewhere. "pallas"
+(`ops.correlation_pallas`) is a Pallas kernel pair for GPUs/TPUs, tested on the
+CPU in the Pallas interpreter; "auto" does not take it until a lent accelerator
+has timed it against the slices (no GPU or TPU timing yet).
 """
 
 import jax
 import jax.numpy as jnp
 
-CORRELATION_IMPLS = ("auto", "slices", "banded")
+from mcjepa_jax.ops.correlation_pallas import correlation_pallas
+
+CORRELATION_IMPLS = ("auto", "slices", "banded", "pallas")
 # "auto" uses the banded form on the CPU up to this row width, in units of the window side 2r+1,
 # and from this many channels (matmuls of few channels run below the shifted multiply-adds).
 _BANDED_MAX_WIDTH = 4
@@ -35,7 +39,9 @@ def correlation(a, b, radius, impl="slices"):
     a: [B, H, W, C] features of the reference frame.
     b: [B, H, W, C] features of the other frame (usually already warped).
     radius: r, the largest displacement in pixels along each axis.
-    impl: "slices", "banded" or "auto" (module docstring); the same values.
+    impl: "slices", "banded", "pallas" (`ops.correlation_pallas`: Pallas kernels forward and
+      backward; on the CPU through the Pallas interpreter, for tests only) or "auto" (module
+      docstring); the same values.
 
   Returns:
     [B, H, W, (2r+1)^2] correlation volume.
@@ -50,6 +56,8 @@ def correlation(a, b, radius, impl="slices"):
     impl = "banded" if suited and jax.default_backend() == "cpu" else "slices"
   if impl == "banded":
     return _banded(a, b, radius)
+  if impl == "pallas":
+    return correlation_pallas(a, b, radius, jax.default_backend() == "cpu")
   padded = jnp.pad(b, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
   costs = []
   for dy in range(2 * radius + 1):
