@@ -123,3 +123,31 @@ def test_depthwise_shifts_equal_the_grouped_convolution_in_values_and_gradients(
   # Same layout as the nn.Conv it replaced: checkpoints of either implementation load into the other.
   reference = nn.Conv(5, (7, 7), padding="SAME", feature_group_count=5)
   np.testing.assert_allclose(reference.apply(variables, x), conv.apply(variables, x), atol=1e-5)
+
+
+def test_expander_on_both_views_at_once_equals_one_call_per_view():
+  """The views share each Linear pass but keep their own BatchNorm statistics: outputs and the
+  running statistics equal two separate calls (VICReg's projector applied to each view)."""
+  from mcjepa_jax.models.expander import Expander
+  expander = Expander(widths=(32, 32, 16), bn_momentum=0.9, bn_eps=1e-5)
+  rng = np.random.default_rng(3)
+  # The views differ in mean and spread, so pooled statistics would give other outputs.
+  x1 = jnp.asarray(rng.normal(size=(6, 12)), jnp.float32)
+  x2 = jnp.asarray(rng.normal(size=(6, 12)) * 3 + 1, jnp.float32)
+  variables = expander.init(jax.random.key(0), x1)
+  both, both_stats = expander.apply(variables, jnp.concatenate([x1, x2]), train=True, views=2,
+                                    mutable=["batch_stats"])
+
+  def per_view(v):
+    z1, stats = expander.apply(v, x1, train=True, mutable=["batch_stats"])
+    z2, stats = expander.apply({"params": v["params"], **stats}, x2, train=True, mutable=["batch_stats"])
+    return jnp.concatenate([z1, z2]), stats
+
+  separate, separate_stats = per_view(variables)
+  np.testing.assert_allclose(np.asarray(both), np.asarray(separate), rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(both_stats), jax.tree_util.tree_leaves(separate_stats)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  pooled, _ = expander.apply(variables, jnp.concatenate([x1, x2]), train=True, mutable=["batch_stats"])
+  assert np.abs(np.asarray(pooled) - np.asarray(separate)).max() > 1e-2
+  with pytest.raises(ValueError, match="does not split into 2 views"):
+    expander.apply(variables, x1[:5], train=True, views=2, mutable=["batch_stats"])

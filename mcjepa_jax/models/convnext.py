@@ -55,7 +55,7 @@ def _depthwise_shifts_fwd(x, kernel):
 
 def _depthwise_shifts_bwd(residuals, grad):
   """Input gradient: the same shifted sum of the output gradient with the flipped kernel (and the
-  padding swapped, for even sizes); kernel gradient: one multiply-reduce per offset."""
+  padding swapped, for even sizes); kernel gradient: a multiply-reduce per offset."""
   # The barrier keeps XLA from sharing these 49 shifted slices with the forward pass's: shared, each
   # would be written out as its own copy of the activations (49x the memory) instead of fused.
   x, kernel = jax.lax.optimization_barrier(residuals)
@@ -64,8 +64,15 @@ def _depthwise_shifts_bwd(residuals, grad):
   grad_x = _shifted_sum(grad, kernel[::-1, ::-1], after, before)
   padded = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
   height, width = x.shape[1:3]
-  taps = [jnp.sum(padded[:, dy:dy + height, dx:dx + width, :] * grad, axis=(0, 1, 2))
-          for dy in range(size) for dx in range(size)]
+  # One variadic reduction over batch and rows for all k*k taps reads each tile of x and grad once
+  # (k*k separate reductions re-read both k*k times: 6x slower on XLA:CPU); the columns last.
+  # Sums of B H W products accumulate in float32 whatever the compute dtype.
+  padded, wide_grad = padded.astype(jnp.float32), grad.astype(jnp.float32)
+  products = tuple(padded[:, dy:dy + height, dx:dx + width, :] * wide_grad
+                   for dy in range(size) for dx in range(size))
+  zeros = tuple(jnp.zeros((), product.dtype) for product in products)
+  columns = jax.lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (0, 1))
+  taps = [jnp.sum(column, axis=0) for column in columns]
   grad_kernel = jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
   return grad_x.astype(x.dtype), grad_kernel
 

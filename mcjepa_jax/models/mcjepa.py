@@ -109,8 +109,8 @@ class MCJEPA(nn.Module):
 
     Returns:
       VICReg: "pooled" [2N, D] encoder representations (views1 first) and
-      "embeddings" (z1, z2), each [N, D_expander]; the expander runs on each
-      view separately, as in VICReg, so BatchNorm statistics are per view.
+      "embeddings" (z1, z2), each [N, D_expander]; BatchNorm statistics of
+      the expander are per view, as in VICReg (`Expander`).
       I-JEPA: "predictions" [N, T, K, D] for the target blocks of views1 (as in
       I-JEPA, one view per image: views2 is not used).
     """
@@ -124,9 +124,7 @@ class MCJEPA(nn.Module):
       return _float32({"predictions": self.predictor(context, masks, self.token_grid(views1), train=train)})
     views = jnp.concatenate([views1, views2], axis=0)
     _, pooled = self.encoder(self._normalise(views), train=train, grad_scales=self.content_grad_scales)
-    half = views1.shape[0]
-    z1 = self.expander(pooled[:half], train=train)
-    z2 = self.expander(pooled[half:], train=train)
+    z1, z2 = jnp.split(self.expander(pooled, train=train, views=2), 2)
     return _float32({"pooled": pooled, "embeddings": (z1, z2)})
 
   def token_grid(self, images):
