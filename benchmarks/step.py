@@ -125,6 +125,7 @@ def measure(config, part, steps, warmup, compile_only):
   from mcjepa_jax.train.sharding import (batch_sharding, make_mesh, replicated,  # pylint: disable=g-import-not-at-top
                                         state_shardings)
   from mcjepa_jax.train.step import create_train_state, uses_ema  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.train.loop import release_freed_host_memory  # pylint: disable=g-import-not-at-top
 
   validate_config(config)
   train = config.train
@@ -150,6 +151,9 @@ def measure(config, part, steps, warmup, compile_only):
   compiled = step.lower(jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                                abstract_state, shardings), abstract_batch).compile()
   compile_s = time.perf_counter() - started
+  results_rss = {"peak_host_rss_compile_bytes": _peak_rss()}
+  # As the training loop does after its first step: the compiler's freed pages go back to the OS.
+  release_freed_host_memory()
   device = jax.devices()[0]
   dtype = config.model.get("dtype", "float32")
   results = {
@@ -160,7 +164,7 @@ def measure(config, part, steps, warmup, compile_only):
       "batch": {"pairs": train.video_batch_size, "crop": [crop_h, crop_w], "images": train.image_batch_size,
                 "view_size": size},
       "compile_s": compile_s, "flops_per_step_per_device": _cost_flops(compiled),
-      "memory_analysis_per_device": _memory(compiled),
+      "memory_analysis_per_device": _memory(compiled), **results_rss,
   }
   if not compile_only:
     data_rng = jax.random.split(jax.random.PRNGKey(2), 4)
@@ -168,6 +172,8 @@ def measure(config, part, steps, warmup, compile_only):
              for r, (k, s) in zip(data_rng, shapes.items())}
     variables = init_variables(model, rng, *batch.values(), out_shardings=None)
     state = jax.device_put(new_state(variables), shardings)
+    del variables
+    release_freed_host_memory()  # the initialiser's compile
     times = []
     for i in range(warmup + steps):
       started = time.perf_counter()
@@ -189,8 +195,12 @@ def measure(config, part, steps, warmup, compile_only):
     peak = peak_flops(device.device_kind, dtype)
     if peak and results["flops_per_step_per_device"]:
       results["mfu"] = results["flops_per_step_per_device"] / median / peak
-  results["peak_host_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  results["peak_host_rss_bytes"] = _peak_rss()
   return results
+
+
+def _peak_rss():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def input_pipeline_seconds(config, batches):
@@ -231,6 +241,8 @@ def format_table(r):
       rows.append(("MFU", f"{100 * r['mfu']:.1f} %"))
   if "input_s_per_batch" in r:
     rows.append(("input pipeline (s/batch)", f"{r['input_s_per_batch']:.3f}"))
+  if "peak_host_rss_compile_bytes" in r:
+    rows.append(("peak host RSS after compiling", _gib(r["peak_host_rss_compile_bytes"])))
   rows.append(("peak host RSS", _gib(r["peak_host_rss_bytes"])))
   width = max(len(k) for k, _ in rows)
   lines = [f"| {'measure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
