@@ -3,9 +3,9 @@
 `correlation_pallas(a, b, radius)` computes the same sum as `ops.correlation.correlation`:
 `out[n, y, x, k] = (1/C) sum_c a[n, y, x, c] * b[n, y + dy_k, x + dx_k, c]`, `b` zero outside the
 image, offsets row-major (dy outer). One program per (image, row): it reads the row of `a` and the
-2r+1 rows of the zero-padded `b` it needs and writes the (2r+1)^2 costs of the row, so the volume
-is written once and nothing of size [.., (2r+1)^2, C] is ever formed (the slices formulation's
-autodiff keeps its shifted copies; the banded one multiplies W / (2r+1) times too much).
+2r+1 rows of the zero-padded `b` it needs and writes the (2r+1)^2 costs of the row: each input is
+read from the kernel's own window and the volume written once, with the (2r+1)^2 multiply-adds per
+channel that the sum needs (the banded formulation does W / (2r+1) times more).
 
 The gradient is two more kernels of the same shape (`jax.custom_vjp`):
   d a[y, x]  = (1/C) sum_k g[y, x, k] b[y + dy_k, x + dx_k]
