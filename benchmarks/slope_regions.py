@@ -1,0 +1,66 @@
+"""Where a trained model's held-out flow is shrunk: slope and EPE per region of the generated pairs.
+
+  python benchmarks/slope_regions.py --model WORKDIR_OR_EXPORT [--config configs/demo.py]
+
+The held-out pairs are the config's (`heldout_source`, the ones the end-of-training table
+evaluates). Regions: pixels of frame 1 visible / occluded in frame 2 (the generator's mask),
+near / away from motion boundaries (Sobel magnitude of the true flow > 1 px per pixel, dilated
+by --boundary_px) and bins of the true flow's length. "slope" is the least-squares slope of the
+predicted against the true flow over the region (the evaluation's statistic), so the "all" row
+equals the evaluation table's.
+"""
+
+import argparse
+
+import numpy as np
+from scipy import ndimage
+
+import mcjepa_jax
+from mcjepa_jax.config_utils import load_config
+from mcjepa_jax.data.pipeline import heldout_source
+
+MAGNITUDE_BINS = ((0, 2), (2, 4), (4, 8), (8, np.inf))
+
+
+def region_masks(flow, visible, boundary_px):
+  """{name: [H, W] bool} for one pair with true flow [H, W, 2] and visibility [H, W]."""
+  gradient = np.sqrt(sum(ndimage.sobel(flow[..., c], axis=a)**2 for c in range(2) for a in range(2)))
+  boundary = ndimage.binary_dilation(gradient > 1.0, iterations=boundary_px)
+  length = np.linalg.norm(flow, axis=-1)
+  masks = {"all": np.ones(visible.shape, bool), "visible": visible, "occluded": ~visible,
+           f"within {boundary_px} px of a motion boundary": boundary, "away from motion boundaries": ~boundary}
+  for low, high in MAGNITUDE_BINS:
+    masks[f"true flow length in [{low}, {high})"] = (length >= low) & (length < high)
+  return masks
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--model", required=True, help="training workdir or export")
+  parser.add_argument("--config", default="configs/demo.py", help="config whose held-out pairs to use")
+  parser.add_argument("--boundary_px", type=int, default=2)
+  args = parser.parse_args()
+  model, variables = mcjepa_jax.load_pretrained(args.model)
+  config = load_config(args.config)
+  pairs = heldout_source(config.data, config.seed)
+  sums = {}
+  for i in range(len(pairs)):
+    sample = pairs[i]
+    flow = np.asarray(mcjepa_jax.predict_flow(model, variables, sample["frame1"], sample["frame2"]))
+    truth = sample["flow"]
+    visible = np.asarray(sample["visible"]).astype(bool).reshape(truth.shape[:2])
+    for name, mask in region_masks(truth, visible, args.boundary_px).items():
+      entry = sums.setdefault(name, np.zeros(4))
+      entry += (np.sum(flow[mask] * truth[mask]), np.sum(truth[mask]**2),
+                np.sum(np.linalg.norm(flow[mask] - truth[mask], axis=-1)), mask.sum())
+  total = sums["all"][3]
+  print(f"{len(pairs)} held-out pairs of {args.config}; model {args.model}")
+  print("| region | share of pixels | slope | EPE |")
+  print("|---|---|---|---|")
+  for name, (cross, square, error, count) in sums.items():
+    if count:
+      print(f"| {name} | {count / total:.2f} | {cross / square:.3f} | {error / count:.3f} |")
+
+
+if __name__ == "__main__":
+  main()
