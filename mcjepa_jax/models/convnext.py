@@ -42,8 +42,9 @@ def depthwise_shifts(x, kernel):
   The same sum as `lax.conv_general_dilated(..., feature_group_count=C)`. XLA:CPU lowers that
   grouped convolution's gradient to a dense [k, k, C, C] convolution with a block-diagonal
   kernel (C times the work, and [k, k, C, C] buffers: about half of the encoder's time in the
-  paper step on the CPU, docs/benchmarks.md); here the backward pass is written out too (`_depthwise_shifts_bwd`), so
-  forward and backward each read the activations a few times and keep only x and the kernel.
+  paper step on the CPU, docs/benchmarks.md); here the backward pass is written out too
+  (`_depthwise_shifts_bwd`), so forward and backward each read the activations a few times and
+  keep only x and the kernel.
   GPUs and TPUs run the convolution well.
   """
   return _shifted_sum(x, kernel, *_padding(kernel.shape[0]))

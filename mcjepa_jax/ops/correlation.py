@@ -57,7 +57,7 @@ def correlation(a, b, radius, impl="slices"):
   if impl == "banded":
     return _banded(a, b, radius)
   if impl == "pallas":
-    return correlation_pallas(a, b, radius, jax.default_backend() == "cpu")
+    return correlation_pallas(a, b, radius)
   padded = jnp.pad(b, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
   costs = []
   for dy in range(2 * radius + 1):

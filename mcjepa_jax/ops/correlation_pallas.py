@@ -69,6 +69,10 @@ def _pad_to(x, height_pad, width_pad, channels):
   return jnp.pad(x, ((0, 0), (height_pad, height_pad), width_pad, (0, channels - x.shape[-1])))
 
 
+def _interpreted(interpret):
+  return jax.default_backend() == "cpu" if interpret is None else interpret
+
+
 def _forward(a, b, radius, interpret):
   batch, height, width, channels = a.shape
   dtype = jnp.result_type(a, b)
@@ -84,7 +88,7 @@ def _forward(a, b, radius, interpret):
                 pl.BlockSpec((None, height + 2 * radius, wp + 2 * radius, cp), lambda n, y: (n, 0, 0, 0))],
       out_specs=pl.BlockSpec((None, None, side * side, wp), lambda n, y: (n, y, 0, 0)),
       out_shape=jax.ShapeDtypeStruct((batch, height, side * side, wp), dtype),
-      interpret=interpret,
+      interpret=_interpreted(interpret),
   )(a_p, b_p)
   return jnp.transpose(volume[..., :width], (0, 1, 3, 2))
 
@@ -100,17 +104,18 @@ def _backward_call(grad, features, radius, width, out_shape, shifted, interpret,
                 pl.BlockSpec((None,) + features.shape[1:], lambda n, y: (n, 0, 0, 0))],
       out_specs=pl.BlockSpec((None, None) + out_shape[2:], lambda n, y: (n, y, 0, 0)),
       out_shape=jax.ShapeDtypeStruct(out_shape, features.dtype),
-      interpret=interpret,
+      interpret=_interpreted(interpret),
   )(grad, features)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def correlation_pallas(a, b, radius, interpret=False):
+def correlation_pallas(a, b, radius, interpret=None):
   """Correlation volume [B, H, W, (2r+1)^2] of a, b [B, H, W, C], as Pallas kernels.
 
   Computed in the inputs' dtype (the flow head passes float32; the gradient tests float64).
 
-  interpret: run the kernels in the Pallas interpreter (any backend, slowly; the CPU tests).
+  interpret: run the kernels in the Pallas interpreter (any backend, slowly); None: on the CPU
+  backend only, which has no Pallas compiler (the CPU tests).
   """
   if a.shape != b.shape:
     raise ValueError(f"correlation needs equal shapes, got {a.shape} and {b.shape}")
