@@ -144,6 +144,10 @@ def validate_config(config):
     _fail("loss.reg.norm", loss.reg.norm, f"known: {', '.join(REG_NORMS)}")
   if "selfsup" in loss and not 0 < loss.selfsup.min_scale <= 1:
     _fail("loss.selfsup.min_scale", loss.selfsup.min_scale, "must lie in (0, 1]")
+  if "selfsup" in loss and loss.selfsup.occluders:
+    low, high = tuple(loss.selfsup.occluder_radius)
+    if not 0 < low <= high:
+      _fail("loss.selfsup.occluder_radius", (low, high), "(smallest, largest) with 0 < smallest <= largest")
   _positive(config, "train.video_batch_size", "train.image_batch_size", "train.total_steps", "train.log_every",
             "train.checkpoint_every", "train.picture_every", "train.keep_checkpoints", "train.encoder_lr",
             "train.flow_head_lr", "data.views.size")

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcjepa_jax.losses.selfsup import augmentation_loss, sample_zoom, zoomed_pair, zoomed_targets
+from mcjepa_jax.losses.selfsup import (augmentation_loss, occluded_targets, paste_occluders, sample_zoom, zoomed_pair,
+                                      zoomed_targets)
 from mcjepa_jax.ops.warp import warp, zoom_crop
 
 
@@ -53,3 +54,25 @@ def test_sample_zoom_keeps_windows_inside_and_loss_is_zero_at_the_target():
   assert float(augmentation_loss(target, target, mask, 0.01, 0.4)) == pytest.approx(0.01**0.4, rel=1e-5)
   worse = float(augmentation_loss(target + 1.0, target, mask, 0.01, 0.4))
   assert worse > 1.0
+
+
+def test_occluders_paste_another_frame_inside_ellipses_and_drop_only_backward_targets():
+  rng = np.random.default_rng(3)
+  frames = jnp.asarray(rng.uniform(size=(3, 40, 50, 3)), jnp.float32)
+  same, none = paste_occluders(jax.random.key(0), frames, 0, (0.1, 0.2))
+  np.testing.assert_array_equal(same, frames)
+  assert float(none.sum()) == 0.0
+  pasted, inside = paste_occluders(jax.random.key(1), frames, 2, (0.1, 0.2))
+  donor = np.roll(np.asarray(frames), 1, axis=0)
+  expected = np.where(np.asarray(inside) > 0, donor, np.asarray(frames))
+  np.testing.assert_allclose(pasted, expected, atol=1e-6)
+  area = np.asarray(inside)[..., 0].mean(axis=(1, 2))
+  # Two ellipses with semi-axes 4-8 px on a 40 x 50 frame: at most 2 * pi * 8 * 8 px, and some left.
+  assert np.all(area > 0) and np.all(area <= 2 * np.pi * 64 / 2000 + 1e-6)
+  # Each pasted region is a union of convex blobs: every row crosses it in at most two runs.
+  runs = np.abs(np.diff(np.asarray(inside)[..., 0], axis=2)).sum(axis=2)
+  assert runs.max() <= 4
+  mask = jnp.ones((6, 40, 50, 1))
+  kept = occluded_targets(mask, inside)
+  np.testing.assert_array_equal(kept[:3], 1.0)
+  np.testing.assert_array_equal(kept[3:], 1.0 - np.asarray(inside))

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from mcjepa_jax.losses.ijepa import block_targets, ema_momentum, ema_update, target_std
 from mcjepa_jax.losses.objective import mcjepa_loss
 from mcjepa_jax.models.mcjepa import content_objective
-from mcjepa_jax.losses.selfsup import augmentation_loss, sample_zoom, zoomed_pair, zoomed_targets
+from mcjepa_jax.losses.selfsup import (augmentation_loss, occluded_targets, paste_occluders, sample_zoom, zoomed_pair,
+                                      zoomed_targets)
 from mcjepa_jax.ops.masks import sample_masks
 from mcjepa_jax.train.optimizer import skipped_update_metrics
 
@@ -106,11 +107,14 @@ def make_train_step(model, optimizer, config):
   def _selfsup_term(params, batch_stats, batch, teacher_flow, rng):
     cfg = config.loss.selfsup
     frames1 = batch["frames1"]
-    zoom_key, drop_key = jax.random.split(rng)
+    zoom_key, drop_key, occluder_key = jax.random.split(rng, 3)
     offset, scale = sample_zoom(zoom_key, frames1.shape[0], frames1.shape[1:3], cfg.min_scale)
     zoomed1, zoomed2 = zoomed_pair(frames1, batch["frames2"], offset, scale)
     target, mask = zoomed_targets(teacher_flow, offset, scale, config.loss.occlusion.alpha1,
                                   config.loss.occlusion.alpha2)
+    if cfg.occluders:
+      zoomed2, occluders = paste_occluders(occluder_key, zoomed2, cfg.occluders, tuple(cfg.occluder_radius))
+      mask = occluded_targets(mask, occluders)
     student = model.apply({"params": params, "batch_stats": batch_stats}, zoomed1, zoomed2, train=True,
                           method=model.video, rngs={"drop_path": drop_key})
     return augmentation_loss(student["flow"], target, mask, cfg.eps, cfg.exponent)
