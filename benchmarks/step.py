@@ -15,8 +15,12 @@ Prints a table and, with --json, writes the same figures: compile time, s/step
 (median, min, max over --steps timed steps after --warmup), pairs/s and images/s,
 peak host RSS, the device's peak memory where the backend reports it
 (`memory_stats`), XLA's `memory_analysis()` of the compiled step (bytes per
-device), its `cost_analysis()` FLOPs and the model FLOPs utilisation against the
-device's peak when it is known (`PEAK_FLOPS`).
+device), its `cost_analysis()` FLOPs, the step's matmul + convolution FLOPs counted
+from its jaxpr (`models/flops.py`: the same on every backend, unlike XLA's count,
+which misses the CPU's fused convolutions) and the model FLOPs utilisation against
+the device's peak when it is known (`PEAK_FLOPS`). --matmul_rate also times a
+square matmul in the model's dtype, the rate the step's convolutions could reach at
+best on this machine, and the step time its FLOPs would take at that rate.
 """
 
 import json
@@ -43,6 +47,7 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compiling.")
 _DEVICES = flags.DEFINE_integer("devices", 0, "Fake XLA:CPU host devices (0: the backend's own).")
 _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Compile and analyse, do not run.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+_MATMUL = flags.DEFINE_integer("matmul_rate", 0, "Side N of an N x N matmul timed for the machine's rate (0: skip).")
 _INPUT = flags.DEFINE_bool("input_pipeline", False, "Also time the config's input pipeline (s per batch).")
 
 # Dense peak FLOP/s per chip by (device kind substring, compute dtype); from the vendors' data sheets.
@@ -120,12 +125,13 @@ def measure(config, part, steps, warmup, compile_only):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.config_checks import validate_config  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.models.flops import count_flops  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.models.params import count_params, init_variables  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.train.optimizer import make_optimizer  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.train.sharding import (batch_sharding, make_mesh, replicated,  # pylint: disable=g-import-not-at-top
                                         state_shardings)
   from mcjepa_jax.train.step import create_train_state, uses_ema  # pylint: disable=g-import-not-at-top
-  from mcjepa_jax.train.loop import release_freed_host_memory  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.train.host_memory import release_freed_host_memory  # pylint: disable=g-import-not-at-top
 
   validate_config(config)
   train = config.train
@@ -145,11 +151,14 @@ def measure(config, part, steps, warmup, compile_only):
   small = [jax.ShapeDtypeStruct((1,) + s[1:], jnp.float32) for s in shapes.values()]
   abstract_state = jax.eval_shape(lambda: new_state(model.init(rng, *[jnp.zeros(x.shape) for x in small])))
   shardings = state_shardings(abstract_state, mesh, config.mesh.fsdp_min_size)
-  step = jax.jit(part_step(model, optimizer, config, part), in_shardings=(shardings, batch_sharding(mesh)),
+  step_fn = part_step(model, optimizer, config, part)
+  abstract_args = (jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                          abstract_state, shardings), abstract_batch)
+  model_flops = count_flops(step_fn, *abstract_args)
+  step = jax.jit(step_fn, in_shardings=(shardings, batch_sharding(mesh)),
                  out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
   started = time.perf_counter()
-  compiled = step.lower(jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                               abstract_state, shardings), abstract_batch).compile()
+  compiled = step.lower(*abstract_args).compile()
   compile_s = time.perf_counter() - started
   results_rss = {"peak_host_rss_compile_bytes": _peak_rss()}
   # As the training loop does after its first step: the compiler's freed pages go back to the OS.
@@ -164,6 +173,8 @@ def measure(config, part, steps, warmup, compile_only):
       "batch": {"pairs": train.video_batch_size, "crop": [crop_h, crop_w], "images": train.image_batch_size,
                 "view_size": size},
       "compile_s": compile_s, "flops_per_step_per_device": _cost_flops(compiled),
+      # The jaxpr is the global program: per device is the share of the data-parallel mesh.
+      "model_flops_per_step_per_device": model_flops / jax.device_count(),
       "memory_analysis_per_device": _memory(compiled), **results_rss,
   }
   if not compile_only:
@@ -195,8 +206,25 @@ def measure(config, part, steps, warmup, compile_only):
     peak = peak_flops(device.device_kind, dtype)
     if peak and results["flops_per_step_per_device"]:
       results["mfu"] = results["flops_per_step_per_device"] / median / peak
+    if peak:
+      results["mfu_model_flops"] = results["model_flops_per_step_per_device"] / median / peak
   results["peak_host_rss_bytes"] = _peak_rss()
   return results
+
+
+def matmul_rate(side, dtype, repeats=5):
+  """FLOP/s of an N x N x N matmul on the default device (best of `repeats` after a warm-up)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jax.random.normal(jax.random.PRNGKey(0), (side, side), jnp.float32).astype(dtype)
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    started = time.perf_counter()
+    matmul(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - started)
+  return 2 * side**3 / best
 
 
 def _peak_rss():
@@ -226,7 +254,8 @@ def format_table(r):
                                      f"{r['batch']['images']} x 2 views of {r['batch']['view_size']} px"),
           ("compile (s)", f"{r['compile_s']:.1f}")]
   if r.get("flops_per_step_per_device"):
-    rows.append(("XLA FLOPs per step per device", f"{r['flops_per_step_per_device'] / 1e12:.3f} T"))
+    rows.append(("XLA FLOPs per step per device", f"{r['flops_per_step_per_device'] / 1e9:.1f} GFLOP"))
+  rows.append(("matmul + conv FLOPs per step per device (jaxpr)", f"{r['model_flops_per_step_per_device'] / 1e9:.1f} GFLOP"))
   for key in ("argument_size_in_bytes", "temp_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
               "total_bytes"):
     if key in memory:
@@ -238,7 +267,15 @@ def format_table(r):
     if "device_peak_bytes" in r:
       rows.append(("device peak memory", _gib(r["device_peak_bytes"])))
     if "mfu" in r:
-      rows.append(("MFU", f"{100 * r['mfu']:.1f} %"))
+      rows.append(("MFU (XLA FLOPs)", f"{100 * r['mfu']:.1f} %"))
+    if "mfu_model_flops" in r:
+      rows.append(("MFU (jaxpr FLOPs)", f"{100 * r['mfu_model_flops']:.1f} %"))
+  if "matmul_flops_per_s" in r:
+    rate = r["matmul_flops_per_s"]
+    rows += [(f"measured {r['matmul_side']}^2 matmul rate", f"{rate / 1e9:.1f} GFLOP/s"),
+             ("step at that rate (jaxpr FLOPs / rate)", f"{r['model_flops_per_step_per_device'] / rate:.3f} s")]
+    if "s_per_step" in r:
+      rows.append(("share of the matmul rate reached", f"{100 * r['model_flops_per_step_per_device'] / rate / r['s_per_step']['median']:.1f} %"))
   if "input_s_per_batch" in r:
     rows.append(("input pipeline (s/batch)", f"{r['input_s_per_batch']:.3f}"))
   if "peak_host_rss_compile_bytes" in r:
@@ -260,6 +297,9 @@ def main(argv):
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
   quiet_logging()
   results = measure(_CONFIG.value, _PART.value, _STEPS.value, _WARMUP.value, _COMPILE_ONLY.value)
+  if _MATMUL.value:
+    results["matmul_side"] = _MATMUL.value
+    results["matmul_flops_per_s"] = matmul_rate(_MATMUL.value, _CONFIG.value.model.get("dtype", "float32"))
   if _INPUT.value:
     results["input_s_per_batch"] = input_pipeline_seconds(_CONFIG.value, max(_STEPS.value, 5))
   print(format_table(results))

@@ -5,8 +5,6 @@ jit-compiled step, loop with metrics / pictures / checkpoints, evaluation.
 Importable from a notebook; `mcjepa_jax.main` is the command-line entry.
 """
 
-import ctypes
-import ctypes.util
 import dataclasses
 import json
 import logging
@@ -27,6 +25,7 @@ from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import init_variables
 from mcjepa_jax.train import checkpoint
+from mcjepa_jax.train.host_memory import release_freed_host_memory
 from mcjepa_jax.train.optimizer import make_optimizer
 from mcjepa_jax.train.sharding import (batch_sharding, check_batch_sizes, make_mesh, replicated,
                                       state_shardings)
@@ -281,22 +280,6 @@ class _TerminationRequest:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None
-
-
-def release_freed_host_memory():
-  """Returns heap memory that has been freed to the OS (glibc `malloc_trim`; elsewhere a no-op).
-
-  XLA's compiler frees its working memory after a compile, but glibc keeps the pages in its
-  arenas: the paper step's compile on the CPU leaves about 1.9 GiB of such pages in the
-  process's RSS for the rest of the run (docs/benchmarks.md). Returns whether it ran.
-  """
-  try:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    trim = libc.malloc_trim
-  except (OSError, AttributeError):
-    return False
-  trim(0)
-  return True
 
 
 def write_run_config(workdir, config):
