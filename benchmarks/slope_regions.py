@@ -27,7 +27,13 @@ def region_masks(flow, visible, boundary_px):
   gradient = np.sqrt(sum(ndimage.sobel(flow[..., c], axis=a)**2 for c in range(2) for a in range(2)))
   boundary = ndimage.binary_dilation(gradient > 1.0, iterations=boundary_px)
   length = np.linalg.norm(flow, axis=-1)
+  height, width = visible.shape
+  ys, xs = np.mgrid[:height, :width]
+  target_x, target_y = xs + flow[..., 0], ys + flow[..., 1]
+  leaves = (target_x < 0) | (target_x > width - 1) | (target_y < 0) | (target_y > height - 1)
   masks = {"all": np.ones(visible.shape, bool), "visible": visible, "occluded": ~visible,
+           "occluded: moves out of the frame": ~visible & leaves,
+           "occluded: covered by another layer": ~visible & ~leaves,
            f"within {boundary_px} px of a motion boundary": boundary, "away from motion boundaries": ~boundary}
   for low, high in MAGNITUDE_BINS:
     masks[f"true flow length in [{low}, {high})"] = (length >= low) & (length < high)
@@ -39,9 +45,12 @@ def main():
   parser.add_argument("--model", required=True, help="training workdir or export")
   parser.add_argument("--config", default="configs/demo.py", help="config whose held-out pairs to use")
   parser.add_argument("--boundary_px", type=int, default=2)
+  parser.add_argument("--seed", type=int, default=None, help="the run's config.seed (its held-out pairs)")
   args = parser.parse_args()
   model, variables = mcjepa_jax.load_pretrained(args.model)
   config = load_config(args.config)
+  if args.seed is not None:
+    config.seed = args.seed
   pairs = heldout_source(config.data, config.seed)
   sums = {}
   for i in range(len(pairs)):

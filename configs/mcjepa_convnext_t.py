@@ -67,6 +67,7 @@ def get_config(arg=None):
       # so the estimator must match rather than guess flow from appearance (400-step demo: 1.697 vs
       # 1.729 held-out EPE; 1.973 vs 2.005 with image_cost: small but both ways the same).
       source_features=False,
+      context_source_features=False,  # frame-t features into the context network (RAFT; an option)
       image_cost=False,              # a second cost volume of fixed normalised image patches (our choice)
       # The cost volume's formulation (ops/correlation.py, same values): "slices", "banded" (a matmul
       # per row offset) or "auto" (banded on the CPU for narrow rows of >= 64 channels: 3-6x there).

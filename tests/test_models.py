@@ -75,7 +75,7 @@ HEAD_OPTIONS = {
     "pair": dict(normalize_features="pair"),
     # Every option of the head at once (each was measured on the demo: docs/benchmarks.md).
     "all": dict(normalize_features="pixel", feature_widths=(8,), corr_activation=True, pass_features=True,
-                image_cost=True, source_features=True),
+                image_cost=True, source_features=True, context_source_features=True),
 }
 
 

@@ -141,6 +141,9 @@ class PWCFlowHead(nn.Module):
     source_features: the frame-t features join the estimator's input (PWC-Net);
       without them the estimator reads only the cost volume and the flow, so it
       cannot guess flow from appearance instead of matching (our choice).
+    context_source_features: the finest level's frame-t features join the
+      context network's input, so the last refinement can see where the
+      surfaces of frame t end (RAFT's context encoder; our choice, an option).
     dtype: of the convolutions (estimators, context network, feature convs);
       warps, cost volumes and the flow itself stay float32.
     remat: rematerialise each level's estimator and the context network in the
@@ -161,6 +164,7 @@ class PWCFlowHead(nn.Module):
   corr_activation: bool = False
   pass_features: bool = False
   source_features: bool = True
+  context_source_features: bool = False
   image_cost: bool = False
   dtype: Any = jnp.float32
   remat: str = "none"
@@ -235,7 +239,8 @@ class PWCFlowHead(nn.Module):
     context = stack_class(self.context_widths, self.context_dilations, dense=False,
                         layer_norm=self.layer_norm, negative_slope=self.negative_slope,
                         norm_eps=self.norm_eps, dtype=self.dtype, name="context")
-    refinement, _ = context(jnp.concatenate([features, flow], axis=-1))
+    context_inputs = [features, flow, source] if self.context_source_features else [features, flow]
+    refinement, _ = context(jnp.concatenate(context_inputs, axis=-1))
     flow = jnp.clip(flow + refinement, -self.flow_clip, self.flow_clip)
     level_flows[self.levels[-1]] = flow
     return {"levels": level_flows, "full": resize_flow(flow, tuple(output_size))}

@@ -202,7 +202,8 @@ def build_model(config):
       flow_clip=head.flow_clip, layer_norm=head.layer_norm, norm_eps=head.norm_eps,
       normalize_features=head.normalize_features, feature_widths=tuple(head.feature_widths),
       corr_activation=head.corr_activation, pass_features=head.pass_features,
-      source_features=head.source_features, image_cost=head.image_cost, dtype=dtype, remat=remat,
+      source_features=head.source_features, context_source_features=head.get("context_source_features", False),
+      image_cost=head.image_cost, dtype=dtype, remat=remat,
       corr_impl=head.get("corr_impl", "slices"))
   objective = content_objective(config)
   expander = predictor = None
