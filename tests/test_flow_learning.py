@@ -27,6 +27,8 @@ def train_and_diagnose(repo_root, tmp_path_factory, option):
   for _ in range(STEPS):
     run.state, metrics = run.step_fn(run.state, run.next_batch())
   assert np.isfinite(float(metrics["total"]))
+  if config.loss.selfsup.weight:  # on from step 25 of 100 with the occlusion masks: it must have run
+    assert float(metrics["occlusion_strength"]) == 1.0 and float(metrics["flow/selfsup"]) > 0
   return before, diagnose(run.model, variables(), samples, radius)
 
 
