@@ -16,8 +16,8 @@ Prints a table and, with --json, writes the same figures: compile time, s/step
 peak host RSS, the device's peak memory where the backend reports it
 (`memory_stats`), XLA's `memory_analysis()` of the compiled step (bytes per
 device), its `cost_analysis()` FLOPs, the step's matmul + convolution FLOPs counted
-from its jaxpr (`models/flops.py`: the same on every backend, unlike XLA's count,
-which misses the CPU's fused convolutions) and the model FLOPs utilisation against
+from its jaxpr (`models/flops.py`: the same on every backend, a cross-check of
+XLA's figure) and the model FLOPs utilisation against
 the device's peak when it is known (`PEAK_FLOPS`). --matmul_rate also times a
 square matmul in the model's dtype, the rate the step's convolutions could reach at
 best on this machine, and the step time its FLOPs would take at that rate.

@@ -1,11 +1,13 @@
 """Counting the matmul and convolution FLOPs of a function from its jaxpr.
 
-XLA's `cost_analysis()` depends on the backend: on the CPU it misses the
-convolutions XLA hands to its YNNPACK/oneDNN fusions (docs/benchmarks.md), so
-it cannot say how far a step is from the machine's peak. The jaxpr is the same
-on every backend and, traced through `jax.grad`, holds the backward pass too.
-Only `dot_general` and `conv_general_dilated` are counted (2 FLOPs per
-multiply-add): elementwise work, reductions and Pallas kernels are left out.
+The count is the program's, before any backend sees it: the same on every
+backend and mesh, available without compiling (the paper step compiles for
+over a minute on the CPU), and, traced through `jax.grad`, it holds the
+backward pass. It is what a step time is compared with against a machine's
+matmul rate. Only `dot_general` and `conv_general_dilated` are counted (2
+FLOPs per multiply-add): elementwise work, reductions, the depthwise
+convolution when it runs as shifted multiply-adds (`depthwise="shifts"`) and
+Pallas kernels are left out.
 """
 
 import math

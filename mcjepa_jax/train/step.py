@@ -97,14 +97,9 @@ def make_train_step(model, optimizer, config):
     total, terms = mcjepa_loss(outputs, batch, config.loss, *schedules)
     if config.loss.selfsup.weight:
       flow_on, _, occlusion_strength = schedules
-      # It uses the teacher's occlusion masks, so it starts and ramps with them; before that the
-      # cond skips the student's forward and backward pass instead of weighting it by zero.
+      # It uses the teacher's occlusion masks, so it starts and ramps with them.
       weight = config.loss.flow_weight * flow_on * occlusion_strength * config.loss.selfsup.weight
-      term = jax.lax.cond(
-          weight > 0,
-          lambda: _selfsup_term(params, batch_stats, batch, outputs["video"]["flow"],
-                                jax.random.fold_in(rng, 1)).astype(jnp.float32),
-          lambda: jnp.zeros((), jnp.float32))
+      term = _selfsup_term(params, batch_stats, batch, outputs["video"]["flow"], jax.random.fold_in(rng, 1))
       total = total + weight * term
       terms["flow/selfsup"] = term
       terms["total"] = total
