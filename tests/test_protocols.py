@@ -8,7 +8,7 @@ import pytest
 from mcjepa_jax.data import datasets
 from mcjepa_jax.evaluate import protocols
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, resize_flow_field
-from mcjepa_jax.evaluate.samples import load_pairs, real_sample_sets
+from mcjepa_jax.evaluate.samples import load_pairs, real_sample_sets, reduce_pair
 
 
 def _oracle(current, mode):
@@ -113,3 +113,21 @@ def test_standard_flow_sets_detect_kitti_2012_2015_and_middlebury(tmp_path, shar
     sample = make_flow_source(spec)[0]
     assert sample["flow"].shape[:2] == sample["frame1"].shape[:2], label
   assert specs["kitti2012"]["version"] == 2012
+
+
+def test_reduce_pair_averages_blocks_and_rescales_flow_over_valid_pixels():
+  rng = np.random.default_rng(0)
+  frame1, frame2 = rng.uniform(size=(2, 9, 10, 3)).astype(np.float32)  # cut to 8 x 8
+  flow = np.tile(np.asarray([8.0, -4.0], np.float32), (9, 10, 1))
+  valid = np.ones((9, 10), bool)
+  flow[0, 0] = np.inf            # one bad pixel: left out of its block's mean
+  flow[4:8, 0:4, 0] = 40.0       # a block with 10 invalid pixels of 16: invalid
+  valid[4:7, 0:3] = False
+  valid[7, 0] = False
+  small1, small2, small_flow, small_valid = reduce_pair(frame1, frame2, flow, valid, 4)
+  assert small1.shape == (2, 2, 3) and small_flow.shape == (2, 2, 2)
+  np.testing.assert_allclose(small1[1, 0], frame1[4:8, 0:4].mean(axis=(0, 1)), rtol=1e-6)
+  np.testing.assert_allclose(small2[0, 1], frame2[0:4, 4:8].mean(axis=(0, 1)), rtol=1e-6)
+  np.testing.assert_allclose(small_flow[0, 0], [2.0, -1.0])
+  np.testing.assert_allclose(small_flow[1, 0], [10.0, -1.0])
+  np.testing.assert_array_equal(small_valid, [[True, True], [False, True]])

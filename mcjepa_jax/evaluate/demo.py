@@ -15,7 +15,7 @@ from etils import epath
 
 from mcjepa_jax.data.pipeline import heldout_source, stack_samples
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs
-from mcjepa_jax.evaluate.samples import default_data_root, load_pairs, motorcycle_pair, real_sample_sets
+from mcjepa_jax.evaluate.samples import default_data_root, load_pairs, motorcycle_pair, real_sample_sets, reduce_pair
 from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_png
 
 MOTORCYCLE_REDUCTION = 8
@@ -43,6 +43,10 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
     root = config.eval.data_root or default_data_root()
     for name, paths in (real_sample_sets(root) if root else {}).items():
       sets[name] = lambda paths=paths: load_pairs(paths)
+    reduction = config.eval.get("chairs_reduction", 0)
+    if reduction and "flyingchairs" in sets:
+      chairs = sets["flyingchairs"]
+      sets[f"flyingchairs_1/{reduction}"] = lambda: (reduce_pair(*pair, reduction) for pair in chairs())
   for name, pairs in sets.items():
     rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride)
     pictures.mkdir(parents=True, exist_ok=True)

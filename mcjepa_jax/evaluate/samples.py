@@ -49,14 +49,45 @@ def default_data_root():
   return candidate if os.path.isdir(candidate) else None
 
 
+def reduce_pair(frame1, frame2, flow, valid, reduction):
+  """A flow pair block-averaged by `reduction`: what a model trained on small frames sees at its scale.
+
+  Frames are averaged over each reduction x reduction block; the flow over the
+  block's valid pixels, divided by `reduction` (pixels of the smaller grid); a
+  block is valid where at least half its pixels are. Sizes are cut down to
+  multiples of `reduction`.
+
+  Args:
+    frame1, frame2: [H, W, 3]; flow: [H, W, 2] (may be non-finite where invalid); valid: [H, W] bool.
+    reduction: block side.
+
+  Returns:
+    (frame1, frame2, flow, valid) at [H // reduction, W // reduction].
+  """
+  height, width = (n // reduction * reduction for n in flow.shape[:2])
+
+  def blocks(x):
+    x = np.asarray(x)[:height, :width]
+    return x.reshape(height // reduction, reduction, width // reduction, reduction, *x.shape[2:])
+
+  valid = np.asarray(valid, bool) & np.all(np.isfinite(flow), axis=-1)
+  counts = blocks(valid).sum(axis=(1, 3))
+  total = blocks(np.where(valid[..., None], flow, 0.0)).sum(axis=(1, 3))
+  small_flow = (total / np.maximum(counts, 1)[..., None] / reduction).astype(np.float32)
+  small_valid = blocks(valid).mean(axis=(1, 3)) >= 0.5
+  frames = [blocks(np.asarray(f, np.float32)).mean(axis=(1, 3)) for f in (frame1, frame2)]
+  return frames[0], frames[1], small_flow, small_valid
+
+
 def motorcycle_pair(reduction=8):
   """scikit-image's bundled Middlebury 2014 `motorcycle` stereo pair as a flow pair with ground truth.
 
   Every install has it (no `shared/data` needed). Left -> right is a purely
   horizontal flow u = -disparity, v = 0. The full pair (500 x 741, disparities
-  7-60 px) is block-averaged by `reduction` so that its motions match what a
-  small demo model trains on (1/8: 62 x 92, median 4.8 px); a block counts as
-  valid where at least half its disparities are (the rest are NaN/inf).
+  7-60 px) is block-averaged by `reduction` (`reduce_pair`) so that its motions
+  match what a small demo model trains on (1/8: 62 x 92, median 4.8 px); a
+  block counts as valid where at least half its disparities are (the rest are
+  NaN/inf).
 
   Returns:
     (frame1, frame2, flow, valid): [h, w, 3] float32 in [0, 1] twice,
@@ -64,16 +95,6 @@ def motorcycle_pair(reduction=8):
   """
   from skimage import data  # pylint: disable=g-import-not-at-top
   left, right, disparity = data.stereo_motorcycle()
-  height, width = (n // reduction * reduction for n in disparity.shape)
-
-  def blocks(x):
-    x = x[:height, :width]
-    return x.reshape(height // reduction, reduction, width // reduction, reduction, *x.shape[2:])
-
-  finite = np.isfinite(disparity)
-  valid = blocks(finite).mean(axis=(1, 3)) >= 0.5
-  total = blocks(np.where(finite, disparity, 0.0)).sum(axis=(1, 3))
-  mean_disparity = total / np.maximum(blocks(finite).sum(axis=(1, 3)), 1)
-  flow = np.stack([-mean_disparity / reduction, np.zeros_like(mean_disparity)], axis=-1).astype(np.float32)
-  frames = [blocks(image.astype(np.float32) / 255.0).mean(axis=(1, 3)) for image in (left, right)]
-  return frames[0], frames[1], flow, valid
+  flow = np.stack([-disparity, np.zeros_like(disparity)], axis=-1)
+  return reduce_pair(left.astype(np.float32) / 255.0, right.astype(np.float32) / 255.0, flow,
+                     np.isfinite(disparity), reduction)
