@@ -24,6 +24,9 @@ TOLERANCE = 2e-2
 @pytest.fixture(scope="module")
 def batch_and_variables():
   config = load_config(os.path.join(CONFIGS, "demo.py"))
+  # The tolerance below was measured on this head (levels 4-1, the demo's until 2026-12-01). With
+  # levels 3-1 and the same random perturbation the flow term differs by 3.9 % (1.3006 vs 1.2497).
+  config.model.flow_head.levels = (4, 3, 2, 1)
   rng = np.random.default_rng(0)
   batch = {k: jnp.asarray(rng.uniform(size=(4, 64, 64, 3)), jnp.float32)
            for k in ("frames1", "frames2", "views1", "views2")}
