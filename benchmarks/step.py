@@ -125,7 +125,7 @@ def measure(config, part, steps, warmup, compile_only):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.config_checks import validate_config  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.models import build_model  # pylint: disable=g-import-not-at-top
-  from mcjepa_jax.models.flops import count_flops  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.models.flops import jaxpr_flops  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.models.params import count_params, init_variables  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.train.optimizer import make_optimizer  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.train.sharding import (batch_sharding, make_mesh, replicated,  # pylint: disable=g-import-not-at-top
@@ -154,11 +154,13 @@ def measure(config, part, steps, warmup, compile_only):
   step_fn = part_step(model, optimizer, config, part)
   abstract_args = (jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                           abstract_state, shardings), abstract_batch)
-  model_flops = count_flops(step_fn, *abstract_args)
   step = jax.jit(step_fn, in_shardings=(shardings, batch_sharding(mesh)),
                  out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
   started = time.perf_counter()
-  compiled = step.lower(*abstract_args).compile()
+  # One trace gives both the jaxpr whose FLOPs are counted and the program that is compiled.
+  traced = step.trace(*abstract_args)
+  model_flops = jaxpr_flops(traced.jaxpr)
+  compiled = traced.lower().compile()
   compile_s = time.perf_counter() - started
   results_rss = {"peak_host_rss_compile_bytes": _peak_rss()}
   # As the training loop does after its first step: the compiler's freed pages go back to the OS.

@@ -69,6 +69,10 @@ def get_config(arg=None):
       source_features=False,
       context_source_features=False,  # frame-t features into the context network (RAFT; an option)
       image_cost=False,              # a second cost volume of fixed normalised image patches (our choice)
+      # Flow to the next finer grid: "bilinear" (paper) or "convex" (RAFT's learned 3 x 3 convex
+      # combination, its mask read from the finer level's frame-t features; an option).
+      upsample="bilinear",
+      upsample_width=32,             # hidden width of the convex mask network
       # The cost volume's formulation (ops/correlation.py, same values): "slices", "banded" (a matmul
       # per row offset) or "auto" (banded on the CPU for narrow rows of >= 64 channels: 3-6x there).
       corr_impl="auto",

@@ -6,6 +6,7 @@ train something else than intended (a weight list of the wrong length).
 """
 
 from mcjepa_jax.models.convnext import DEPTHWISE_IMPLS
+from mcjepa_jax.models.flow_head import FEATURE_NORMALIZATIONS as NORMALIZE_FEATURES, UPSAMPLINGS
 from mcjepa_jax.models.mcjepa import CONTENT_OBJECTIVES, DTYPES
 from mcjepa_jax.models.pyramid import REMAT_POLICIES
 from mcjepa_jax.models.vit import POSEMBS
@@ -14,7 +15,6 @@ from mcjepa_jax.ops.correlation import CORRELATION_IMPLS
 ENCODERS = ("convnext", "vit")
 REMATS = ("none",) + tuple(REMAT_POLICIES)
 PYRAMID_LEVELS = 6
-NORMALIZE_FEATURES = ("none", "pair", "pixel")
 SMOOTHNESS_UNITS = ("image", "pixel", "pwc")
 REG_NORMS = ("l1", "l2")
 
@@ -125,6 +125,8 @@ def validate_config(config):
     _fail("model.flow_head.levels", levels, "must run coarse to fine one level at a time, e.g. (6, 5, 4, 3, 2)")
   if len(head.estimator_widths) == 0 or head.corr_radius < 1:
     _fail("model.flow_head.corr_radius", head.corr_radius, "must be >= 1, with at least one estimator width")
+  if head.get("upsample", "bilinear") not in UPSAMPLINGS:
+    _fail("model.flow_head.upsample", head.upsample, f"known: {', '.join(UPSAMPLINGS)}")
   if head.normalize_features not in NORMALIZE_FEATURES:
     _fail("model.flow_head.normalize_features", head.normalize_features, f"known: {', '.join(NORMALIZE_FEATURES)}")
   if len(head.context_widths) != len(head.context_dilations):

@@ -73,9 +73,10 @@ def test_paper_pyramid_shapes(paper_config):
 HEAD_OPTIONS = {
     "paper": dict(source_features=True),
     "pair": dict(normalize_features="pair"),
+    "convex": dict(upsample="convex"),
     # Every option of the head at once (each was measured on the demo: docs/benchmarks.md).
     "all": dict(normalize_features="pixel", feature_widths=(8,), corr_activation=True, pass_features=True,
-                image_cost=True, source_features=True, context_source_features=True),
+                image_cost=True, source_features=True, context_source_features=True, upsample="convex"),
 }
 
 

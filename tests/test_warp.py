@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mcjepa_jax.ops import resize_flow, upsample_flow, warp, warp_with_mask
+from mcjepa_jax.ops import (bilinear_upsample_weights, convex_upsample, resize_flow, upsample_flow, warp,
+                            warp_with_mask)
 
 
 def torch_warp(x, flow):
@@ -94,3 +95,48 @@ def test_upsampled_linear_flow_matches_torch_interpolate():
   ref = F.interpolate(torch.from_numpy(flow).permute(0, 3, 1, 2), scale_factor=2, mode="bilinear",
                       align_corners=False).permute(0, 2, 3, 1).numpy() * 2
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def brute_force_convex_upsample(flow, logits, factor):
+  """Reference: per fine pixel, softmax over its parent cell's 3 x 3 neighbours (edge-clamped)."""
+  batch, height, width, _ = flow.shape
+  out = np.zeros((batch, height * factor, width * factor, 2))
+  for n in range(batch):
+    for y in range(height * factor):
+      for x in range(width * factor):
+        weights = np.exp(logits[n, y, x] - logits[n, y, x].max())
+        weights /= weights.sum()
+        for k, (dy, dx) in enumerate((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
+          row = min(max(y // factor + dy, 0), height - 1)
+          col = min(max(x // factor + dx, 0), width - 1)
+          out[n, y, x] += weights[k] * flow[n, row, col] * factor
+  return out
+
+
+def test_convex_upsample_matches_brute_force_loop():
+  rng = np.random.default_rng(6)
+  flow = rng.normal(size=(2, 3, 4, 2)).astype(np.float32)
+  logits = (2 * rng.normal(size=(2, 6, 8, 9))).astype(np.float32)
+  got = np.asarray(convex_upsample(jnp.asarray(flow), jnp.asarray(logits), 2))
+  np.testing.assert_allclose(got, brute_force_convex_upsample(flow, logits, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_convex_upsample_with_bilinear_weights_is_bilinear_upsampling():
+  """Its prior: log-bilinear weights reproduce jax.image.resize's bilinear upsampling, borders included."""
+  flow = np.random.default_rng(7).normal(size=(1, 5, 7, 2)).astype(np.float32)
+  for factor in (2, 3, 4):
+    weights = bilinear_upsample_weights(factor)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-12)
+    with np.errstate(divide="ignore"):
+      logits = np.log(np.tile(weights, (5, 7, 1)))[None].astype(np.float32)
+    got = np.asarray(convex_upsample(jnp.asarray(flow), jnp.asarray(logits), factor))
+    ref = np.asarray(jax.image.resize(flow, (1, 5 * factor, 7 * factor, 2), "bilinear")) * factor
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_convex_upsample_all_weight_on_the_parent_repeats_each_cell():
+  flow = np.random.default_rng(8).normal(size=(1, 3, 3, 2)).astype(np.float32)
+  logits = np.full((1, 6, 6, 9), -1e4, np.float32)
+  logits[..., 4] = 0.0  # neighbour (0, 0): the parent cell itself
+  got = np.asarray(convex_upsample(jnp.asarray(flow), jnp.asarray(logits), 2))
+  np.testing.assert_allclose(got, 2 * flow.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6)

@@ -13,11 +13,12 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mcjepa_jax.models.pyramid import rematerialised
 from mcjepa_jax.ops.correlation import correlation
 from mcjepa_jax.ops.image import area_downsample
-from mcjepa_jax.ops.warp import resize_flow, warp
+from mcjepa_jax.ops.warp import bilinear_upsample_weights, convex_upsample, resize_flow, warp
 
 
 class ConvStack(nn.Module):
@@ -112,6 +113,11 @@ def normalize_pixels(x, eps=1e-6):
 
 
 FEATURE_NORMALIZATIONS = ("none", "pair", "pixel")
+UPSAMPLINGS = ("bilinear", "convex")
+# Floor added to the bilinear weights before their log becomes the convex mask's prior: an
+# untrained mask then upsamples like `resize_flow` to within about 1 % of a neighbour's flow, and
+# the neighbours bilinear upsampling ignores keep a weight (and a gradient) the mask can raise.
+_CONVEX_PRIOR_FLOOR = 1e-2
 
 
 class PWCFlowHead(nn.Module):
@@ -144,6 +150,12 @@ class PWCFlowHead(nn.Module):
     context_source_features: the finest level's frame-t features join the
       context network's input, so the last refinement can see where the
       surfaces of frame t end (RAFT's context encoder; our choice, an option).
+    upsample: how flow moves to the next finer grid, between levels and to the
+      input resolution: "bilinear" (paper) or "convex" (RAFT's learned convex
+      combination of the 3 x 3 coarse neighbours, its mask computed at the fine
+      resolution from the frame-t features of that level, or the frame-t image
+      at the end, and the bilinearly upsampled flow; our choice, an option).
+    upsample_width: width of the convex mask's hidden 3 x 3 conv.
     dtype: of the convolutions (estimators, context network, feature convs);
       warps, cost volumes and the flow itself stay float32.
     remat: rematerialise each level's estimator and the context network in the
@@ -166,6 +178,8 @@ class PWCFlowHead(nn.Module):
   source_features: bool = True
   context_source_features: bool = False
   image_cost: bool = False
+  upsample: str = "bilinear"
+  upsample_width: int = 32
   dtype: Any = jnp.float32
   remat: str = "none"
   corr_impl: str = "slices"
@@ -178,6 +192,34 @@ class PWCFlowHead(nn.Module):
       source = nn.leaky_relu(layer(source), self.negative_slope)
       target = nn.leaky_relu(layer(target), self.negative_slope)
     return source.astype(jnp.float32), target.astype(jnp.float32)
+
+  def _upsample(self, name, flow, guide, size):
+    """Flow [B, h, w, 2] on the h x w grid -> [B, H, W, 2] on the `size` grid.
+
+    `guide` [B, H, W, C]: frame-t features (or image) at the fine resolution that
+    the convex mask reads; unused by bilinear upsampling.
+    """
+    if self.upsample == "bilinear":
+      return resize_flow(flow, size)
+    if self.upsample != "convex":
+      raise ValueError(f"config.model.flow_head.upsample: unknown {self.upsample!r} (known: {', '.join(UPSAMPLINGS)})")
+    batch, height, width, _ = flow.shape
+    factor = size[0] // height
+    if (height * factor, width * factor) != tuple(size):
+      raise ValueError(f"flow_head.upsample='convex' needs an integer factor between grids, got "
+                       f"{(height, width)} -> {tuple(size)}")
+    if guide is None:
+      raise ValueError("flow_head.upsample='convex' needs the frames: pass source_images and target_images")
+    bilinear = resize_flow(flow, size)
+    x = jnp.concatenate([guide.astype(jnp.float32), bilinear], axis=-1).astype(self.dtype)
+    x = nn.leaky_relu(nn.Conv(self.upsample_width, (3, 3), padding="SAME", dtype=self.dtype, name=f"{name}_conv")(x),
+                      self.negative_slope)
+    # Zero-initialised: an untrained mask is the bilinear prior.
+    delta = nn.Conv(9, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                    name=f"{name}_mask")(x)
+    prior = np.log(bilinear_upsample_weights(factor) + _CONVEX_PRIOR_FLOOR).astype(np.float32)
+    prior = np.tile(prior, (height, width, 1))
+    return convex_upsample(flow, delta.astype(jnp.float32) + prior, factor)
 
   @nn.compact
   def __call__(self, source_pyramid, target_pyramid, output_size, source_images=None, target_images=None):
@@ -205,7 +247,7 @@ class PWCFlowHead(nn.Module):
         flow_up = jnp.zeros((batch, height, width, 2), source.dtype)
         warped = target
       else:
-        flow_up = resize_flow(flow, (height, width))
+        flow_up = self._upsample(f"upsample{level}", flow, source, (height, width))
         warped = warp(target, flow_up)
       if self.normalize_features == "pair":
         cost = correlation(*normalize_pair(source, warped), self.corr_radius, self.corr_impl)
@@ -243,4 +285,5 @@ class PWCFlowHead(nn.Module):
     refinement, _ = context(jnp.concatenate(context_inputs, axis=-1))
     flow = jnp.clip(flow + refinement, -self.flow_clip, self.flow_clip)
     level_flows[self.levels[-1]] = flow
-    return {"levels": level_flows, "full": resize_flow(flow, tuple(output_size))}
+    full = self._upsample("upsample_full", flow, source_images, tuple(output_size))
+    return {"levels": level_flows, "full": full}

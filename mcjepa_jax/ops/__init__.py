@@ -4,11 +4,14 @@ from mcjepa_jax.ops.correlation import correlation
 from mcjepa_jax.ops.directions import swap_halves
 from mcjepa_jax.ops.image import area_downsample, census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
-from mcjepa_jax.ops.warp import resize_flow, upsample_flow, warp, warp_with_mask
+from mcjepa_jax.ops.warp import (bilinear_upsample_weights, convex_upsample, resize_flow, upsample_flow, warp,
+                                  warp_with_mask)
 
 __all__ = [
     "area_downsample",
+    "bilinear_upsample_weights",
     "census_transform",
+    "convex_upsample",
     "correlation",
     "forward_backward_occlusion",
     "image_gradients",

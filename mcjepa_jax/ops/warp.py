@@ -8,6 +8,7 @@ is normalised by (W-1), (H-1).
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # A pixel counts as validly warped when at least this fraction of its bilinear
 # weight falls inside the source image (DESIGN.md 3: warped ones > 0.999).
@@ -107,6 +108,52 @@ def upsample_flow(flow, factor):
   """`factor * resize_bilinear(flow, x factor)`: [B, h, w, 2] -> [B, h*f, w*f, 2]."""
   _, height, width, _ = flow.shape
   return resize_flow(flow, (height * factor, width * factor))
+
+
+def bilinear_upsample_weights(factor):
+  """The weights that `upsample_flow` gives each fine pixel's 3 x 3 coarse neighbours.
+
+  Fine pixel (f*i + a, f*j + b) lies at coarse position (i + (a + 1/2)/f - 1/2, ...)
+  under half-pixel centres, always within half a cell of coarse pixel (i, j), so
+  its bilinear weights fall on the 3 x 3 neighbours of (i, j).
+
+  Returns:
+    numpy [factor, factor, 9]: weights of neighbours (dy, dx) in row-major order
+    of dy, dx in (-1, 0, 1), for each fine offset (a, b); each row sums to 1.
+  """
+  centres = (np.arange(factor) + 0.5) / factor - 0.5
+  taps = np.maximum(0.0, 1.0 - np.abs(centres[:, None] - np.arange(-1, 2)[None, :]))  # [f, 3]
+  return np.einsum("ay,bx->abyx", taps, taps).reshape(factor, factor, 9)
+
+
+def convex_upsample(flow, logits, factor):
+  """Upsamples flow by `factor`, each fine pixel a learned convex combination of 3 x 3 coarse flows.
+
+  RAFT's convex upsampling: fine pixel (f*i + a, f*j + b) takes
+  sum_k softmax(logits)_k * flow[i + dy_k, j + dx_k] * f, so a mask computed from
+  fine-resolution features can take a boundary pixel's flow from the surface it
+  belongs to instead of blending both sides. Borders repeat the edge flow, so
+  logits = log(`bilinear_upsample_weights`) give `upsample_flow` exactly.
+
+  Args:
+    flow: [B, h, w, 2] flow in pixels of the h x w grid.
+    logits: [B, h*f, w*f, 9] unnormalised weights of the neighbours (dy, dx),
+      row-major over dy, dx in (-1, 0, 1).
+    factor: integer f.
+
+  Returns:
+    [B, h*f, w*f, 2] flow in pixels of the fine grid.
+  """
+  batch, height, width, _ = flow.shape
+  if logits.shape != (batch, height * factor, width * factor, 9):
+    raise ValueError(f"convex_upsample: logits must be {(batch, height * factor, width * factor, 9)} "
+                     f"for flow {flow.shape} and factor {factor}, got {logits.shape}")
+  padded = jnp.pad(flow, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  neighbours = jnp.stack([padded[:, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)], axis=3)
+  # Each fine pixel reads the neighbours of its parent cell: [B, H, W, 9, 2].
+  neighbours = jnp.repeat(jnp.repeat(neighbours, factor, axis=1), factor, axis=2)
+  weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.sum(weights[..., None] * neighbours, axis=3) * factor
 
 
 def zoom_crop(x, offset, scale):
