@@ -4,7 +4,8 @@ Usage:
   python benchmarks/diagnose.py --config configs/demo.py --workdir workdirs/demo [--pairs 32] [--radius 2]
       [--set model.flow_head.image_cost=True ...]
 Prints, for each head level, the share of visible pixels where the true offset wins the cost volume of the
-encoder's features (mcjepa_jax/evaluate/diagnostics.py) and the mean flow the level adds (input pixels);
+encoder's features (mcjepa_jax/evaluate/diagnostics.py), the mean flow the level adds (input pixels) and
+the least-squares slope of the level's flow against the truth (the finest after the context network);
 then the held-out EPE, zero-flow EPE and the least-squares slope of the prediction.
 An empty or missing workdir diagnoses the freshly initialised model.
 """
@@ -35,9 +36,10 @@ def main():
   samples = [source[i] for i in range(min(args.pairs, len(source)))]
   report = diagnose(run.model, variables, samples, args.radius)
   print(f"step {int(run.state.step)} of {args.workdir}")
-  print(f"{'level':>6}{'true offset wins':>18}{'flow added (px)':>17}")
+  print(f"{'level':>6}{'true offset wins':>18}{'flow added (px)':>17}{'slope':>8}")
   for level in report["share"]:
-    print(f"{level:>6}{report['share'][level]:>18.3f}{report['contribution'][level]:>17.3f}")
+    print(f"{level:>6}{report['share'][level]:>18.3f}{report['contribution'][level]:>17.3f}"
+          f"{report['slope'][level]:>8.3f}")
   predictor = make_flow_predictor(run.model)
   row, _ = evaluate_pairs(predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in samples),
                           run.model.encoder.total_stride)

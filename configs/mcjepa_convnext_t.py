@@ -73,6 +73,7 @@ def get_config(arg=None):
       # combination, its mask read from the finer level's frame-t features; an option).
       upsample="bilinear",
       upsample_width=32,             # hidden width of the convex mask network
+      refine_passes=0,               # extra passes of the finest estimator on its own output (IRR; an option)
       # The cost volume's formulation (ops/correlation.py, same values): "slices", "banded" (a matmul
       # per row offset) or "auto" (banded on the CPU for narrow rows of >= 64 channels: 3-6x there).
       corr_impl="auto",

@@ -125,6 +125,8 @@ def validate_config(config):
     _fail("model.flow_head.levels", levels, "must run coarse to fine one level at a time, e.g. (6, 5, 4, 3, 2)")
   if len(head.estimator_widths) == 0 or head.corr_radius < 1:
     _fail("model.flow_head.corr_radius", head.corr_radius, "must be >= 1, with at least one estimator width")
+  if head.get("refine_passes", 0) < 0:
+    _fail("model.flow_head.refine_passes", head.refine_passes, "must be >= 0 (extra passes of the finest estimator)")
   if head.get("upsample", "bilinear") not in UPSAMPLINGS:
     _fail("model.flow_head.upsample", head.upsample, f"known: {', '.join(UPSAMPLINGS)}")
   if head.normalize_features not in NORMALIZE_FEATURES:

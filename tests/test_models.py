@@ -76,7 +76,8 @@ HEAD_OPTIONS = {
     "convex": dict(upsample="convex"),
     # Every option of the head at once (each was measured on the demo: docs/benchmarks.md).
     "all": dict(normalize_features="pixel", feature_widths=(8,), corr_activation=True, pass_features=True,
-                image_cost=True, source_features=True, context_source_features=True, upsample="convex"),
+                image_cost=True, source_features=True, context_source_features=True, upsample="convex",
+                refine_passes=1),
 }
 
 

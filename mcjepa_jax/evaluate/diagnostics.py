@@ -5,6 +5,9 @@
   features trained away from matching score lower than random ones).
 - `level_contributions`: how much flow each estimator level adds, in input
   pixels (a level that adds nothing is dead weight).
+- the least-squares slope of each level's flow against the truth (after
+  upsampling to the input grid): where a shrunk flow is shrunk, and whether the
+  finer levels take back what the coarser ones left.
 Both are used by the regression tests of issue 12 and by `benchmarks/diagnose.py`.
 """
 
@@ -12,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mcjepa_jax.evaluate.flow_eval import flow_slope
 from mcjepa_jax.ops.correlation import correlation
 from mcjepa_jax.ops.image import area_downsample
 from mcjepa_jax.ops.warp import resize_flow
@@ -78,7 +82,8 @@ def diagnose(model, variables, samples, radius):
     radius: correlation radius for the shares.
 
   Returns:
-    {"share": {level: float}, "contribution": {level: float}}.
+    {"share": {level: float}, "contribution": {level: float}, "slope": {level: float}} (forward
+    flows against the true flow, at the input resolution).
   """
   frames1 = jnp.asarray(np.stack([s["frame1"] for s in samples]))
   frames2 = jnp.asarray(np.stack([s["frame2"] for s in samples]))
@@ -94,4 +99,6 @@ def diagnose(model, variables, samples, radius):
     shares[level], _ = true_offset_share(features[:batch], features[batch:], flow_at_level(flow, level),
                                          level_visible, radius)
   contributions = level_contributions(video["flows"], levels, frames1.shape[1:3])
-  return {"share": shares, "contribution": contributions}
+  slopes = {level: flow_slope(np.asarray(resize_flow(video["flows"][level][:batch], frames1.shape[1:3])), flow)
+            for level in levels}
+  return {"share": shares, "contribution": contributions, "slope": slopes}

@@ -156,6 +156,9 @@ class PWCFlowHead(nn.Module):
       resolution from the frame-t features of that level, or the frame-t image
       at the end, and the bilinearly upsampled flow; our choice, an option).
     upsample_width: width of the convex mask's hidden 3 x 3 conv.
+    refine_passes: extra passes of the finest level's estimator, its
+      weights reused, on the flow it just refined (IRR-PWC / RAFT-style iteration;
+      0 = the paper; our choice, an option).
     dtype: of the convolutions (estimators, context network, feature convs);
       warps, cost volumes and the flow itself stay float32.
     remat: rematerialise each level's estimator and the context network in the
@@ -180,6 +183,7 @@ class PWCFlowHead(nn.Module):
   image_cost: bool = False
   upsample: str = "bilinear"
   upsample_width: int = 32
+  refine_passes: int = 0
   dtype: Any = jnp.float32
   remat: str = "none"
   corr_impl: str = "slices"
@@ -221,6 +225,36 @@ class PWCFlowHead(nn.Module):
     prior = np.tile(prior, (height, width, 1))
     return convex_upsample(flow, delta.astype(jnp.float32) + prior, factor)
 
+  def _estimator_inputs(self, source, target, flow, warp_target, coarse_features, source_images, target_images):
+    """An estimator's input [B, h, w, C_in]: the cost volume of frame t against the target warped by `flow`,
+    the flow itself and, as configured, the frame-t features, the image cost volume and the coarser
+    level's upsampled estimator features."""
+    batch, height, width, _ = source.shape
+    warped = warp(target, flow) if warp_target else target
+    if self.normalize_features == "pair":
+      cost = correlation(*normalize_pair(source, warped), self.corr_radius, self.corr_impl)
+    elif self.normalize_features == "pixel":
+      cost = correlation(normalize_pixels(source), normalize_pixels(warped), self.corr_radius, self.corr_impl)
+    elif self.normalize_features == "none":
+      cost = correlation(source, warped, self.corr_radius, self.corr_impl)
+    else:
+      raise ValueError(f"config.model.flow_head.normalize_features: unknown {self.normalize_features!r} "
+                       f"(known: {', '.join(FEATURE_NORMALIZATIONS)})")
+    if self.corr_activation:
+      cost = nn.leaky_relu(cost, self.negative_slope)
+    inputs = [cost, source, flow] if self.source_features else [cost, flow]
+    if self.image_cost:
+      if source_images is None or target_images is None:
+        raise ValueError("flow_head.image_cost needs the frames: pass source_images and target_images")
+      descriptors = patch_descriptors(source_images, (height, width))
+      target_descriptors = patch_descriptors(target_images, (height, width))
+      if warp_target:
+        target_descriptors = warp(target_descriptors, flow)
+      inputs.append(correlation(descriptors, target_descriptors, self.corr_radius, self.corr_impl))
+    if self.pass_features and coarse_features is not None:
+      inputs.append(jax.image.resize(coarse_features, (batch, height, width, coarse_features.shape[-1]), "bilinear"))
+    return jnp.concatenate(inputs, axis=-1)
+
   @nn.compact
   def __call__(self, source_pyramid, target_pyramid, output_size, source_images=None, target_images=None):
     """Flow from `source` images to `target` images.
@@ -243,39 +277,24 @@ class PWCFlowHead(nn.Module):
     for level in self.levels:
       source, target = self._adapt(level, source_pyramid[level - 1], target_pyramid[level - 1])
       batch, height, width, _ = source.shape
+      coarse_features = features
       if flow is None:
-        flow_up = jnp.zeros((batch, height, width, 2), source.dtype)
-        warped = target
+        flow = jnp.zeros((batch, height, width, 2), source.dtype)
+        warp_target = False  # zero flow: the target as it is
       else:
-        flow_up = self._upsample(f"upsample{level}", flow, source, (height, width))
-        warped = warp(target, flow_up)
-      if self.normalize_features == "pair":
-        cost = correlation(*normalize_pair(source, warped), self.corr_radius, self.corr_impl)
-      elif self.normalize_features == "pixel":
-        cost = correlation(normalize_pixels(source), normalize_pixels(warped), self.corr_radius, self.corr_impl)
-      elif self.normalize_features == "none":
-        cost = correlation(source, warped, self.corr_radius, self.corr_impl)
-      else:
-        raise ValueError(f"config.model.flow_head.normalize_features: unknown {self.normalize_features!r} "
-                         f"(known: {', '.join(FEATURE_NORMALIZATIONS)})")
-      if self.corr_activation:
-        cost = nn.leaky_relu(cost, self.negative_slope)
-      inputs = [cost, source, flow_up] if self.source_features else [cost, flow_up]
-      if self.image_cost:
-        if source_images is None or target_images is None:
-          raise ValueError("flow_head.image_cost needs the frames: pass source_images and target_images")
-        descriptors = patch_descriptors(source_images, (height, width))
-        target_descriptors = patch_descriptors(target_images, (height, width))
-        if flow is not None:
-          target_descriptors = warp(target_descriptors, flow_up)
-        inputs.append(correlation(descriptors, target_descriptors, self.corr_radius, self.corr_impl))
-      if self.pass_features and features is not None:
-        inputs.append(jax.image.resize(features, (batch, height, width, features.shape[-1]), "bilinear"))
+        flow = self._upsample(f"upsample{level}", flow, source, (height, width))
+        warp_target = True
       estimator = stack_class(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
                             layer_norm=self.layer_norm, negative_slope=self.negative_slope,
                             norm_eps=self.norm_eps, dtype=self.dtype, name=f"estimator{level}")
-      residual, features = estimator(jnp.concatenate(inputs, axis=-1))
-      flow = jnp.clip(flow_up + residual, -self.flow_clip, self.flow_clip)
+      # The finest level's estimator may run again on its own output (same weights): each pass
+      # re-warps the target by the refined flow, so the residual it reads is smaller.
+      passes = 1 + (self.refine_passes if level == self.levels[-1] else 0)
+      for index in range(passes):
+        inputs = self._estimator_inputs(source, target, flow, warp_target or index > 0, coarse_features,
+                                        source_images, target_images)
+        residual, features = estimator(inputs)
+        flow = jnp.clip(flow + residual, -self.flow_clip, self.flow_clip)
       level_flows[level] = flow
 
     context = stack_class(self.context_widths, self.context_dilations, dense=False,

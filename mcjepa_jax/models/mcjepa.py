@@ -204,7 +204,7 @@ def build_model(config):
       corr_activation=head.corr_activation, pass_features=head.pass_features,
       source_features=head.source_features, context_source_features=head.get("context_source_features", False),
       image_cost=head.image_cost, upsample=head.get("upsample", "bilinear"),
-      upsample_width=head.get("upsample_width", 32), dtype=dtype, remat=remat,
+      upsample_width=head.get("upsample_width", 32), refine_passes=head.get("refine_passes", 0), dtype=dtype, remat=remat,
       corr_impl=head.get("corr_impl", "slices"))
   objective = content_objective(config)
   expander = predictor = None
