@@ -15,14 +15,13 @@ batch 4) with radius 4. Prints a table (ms, median of --repeats after one warm-u
 """
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mcjepa_jax.ops.correlation import correlation
+from timing import call_ms  # benchmarks/timing.py, beside this script
 
 
 def correlation_patches(a, b, radius):
@@ -57,16 +56,6 @@ def roofline_ms(shape, radius, device_kind):
   return 1e3 * moved / bandwidth
 
 
-def _time(fn, *args, repeats):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    started = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - started)
-  return 1e3 * statistics.median(times)
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--repeats", type=int, default=5)
@@ -90,8 +79,8 @@ def main():
       gradient = jax.jit(jax.grad(lambda x, y, fn=fn: jnp.sum(fn(x, y, args.radius)**2), argnums=(0, 1)))
       error = float(jnp.max(jnp.abs(forward(a, b) - reference)))
       try:
-        cells.append(f"{_time(forward, a, b, repeats=args.repeats):.1f} / "
-                     f"{_time(gradient, a, b, repeats=args.repeats):.1f} ({error:.0e})")
+        cells.append(f"{call_ms(forward, a, b, repeats=args.repeats):.1f} / "
+                     f"{call_ms(gradient, a, b, repeats=args.repeats):.1f} ({error:.0e})")
       except jax.errors.JaxRuntimeError as e:  # a backend that cannot run a formulation says so in the table
         cells.append(f"fails ({str(e).splitlines()[0][:40]})")
     floor = roofline_ms(a.shape, args.radius, jax.devices()[0].device_kind)

@@ -13,11 +13,11 @@ compare the CPU backends' convolution paths.
 
 import argparse
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import call_ms  # benchmarks/timing.py, beside this script
 
 
 def xla_conv(x, w):
@@ -42,16 +42,6 @@ def im2col_matmul(x, w):
   return (columns @ w.reshape(9 * channels, -1)).reshape(batch, height, width, -1)
 
 
-def best_seconds(fn, args, repeats):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    started = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - started)
-  return min(times)
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--repeats", type=int, default=5)
@@ -64,7 +54,7 @@ def main():
   w = jnp.asarray(rng.normal(size=(3, 3, args.shape[-1], args.out_channels)) * 0.01, jnp.float32)
   flops = 2 * int(np.prod(args.shape)) * 9 * args.out_channels
   square = jnp.asarray(rng.normal(size=(args.matmul, args.matmul)), jnp.float32)
-  matmul_s = best_seconds(jax.jit(lambda a: a @ a), (square,), args.repeats)
+  matmul_s = call_ms(jax.jit(lambda a: a @ a), square, repeats=args.repeats, reduce=min) / 1e3
   print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; {jax.devices()[0].device_kind}; conv {tuple(args.shape)} -> "
         f"{args.out_channels}, 3 x 3: {flops / 1e9:.2f} GFLOP forward")
   print(f"{args.matmul}^2 float32 matmul: {2 * args.matmul**3 / matmul_s / 1e9:.1f} GFLOP/s")
@@ -76,8 +66,8 @@ def main():
     # The same convolution: checked before it is timed.
     np.testing.assert_allclose(np.asarray(jax.jit(fn)(x, w)), reference, rtol=1e-3, atol=1e-3)
     grad = jax.jit(jax.grad(lambda a, b, f=fn: jnp.sum(f(a, b) ** 2), argnums=(0, 1)))
-    forward_s = best_seconds(jax.jit(fn), (x, w), args.repeats)
-    grad_s = best_seconds(grad, (x, w), args.repeats)
+    forward_s = call_ms(jax.jit(fn), x, w, repeats=args.repeats, reduce=min) / 1e3
+    grad_s = call_ms(grad, x, w, repeats=args.repeats, reduce=min) / 1e3
     print(f"| {name} | {forward_s * 1e3:.1f} | {flops / forward_s / 1e9:.1f} | {grad_s * 1e3:.1f} | "
           f"{3 * flops / grad_s / 1e9:.1f} |")
 
