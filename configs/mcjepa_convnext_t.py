@@ -178,7 +178,10 @@ def get_config(arg=None):
   # and content images from a TFDS directory (name="imagenet2012", data_dir=...) or a folder.
   data.flow_sets = []
   data.image_set = dict(name="", data_dir="", split="train", root="")
-  data.pairs = dict(crop=(384, 512), jitter=(0.3, 0.3, 0.2, 0.05), jitter_prob=0.8)  # crop: multiples of 64
+  # crop: multiples of 64. full_image_margin m > 0: SMURF's full-image warping, the photometric
+  # loss samples the target frame from the crop plus m pixels each side (the image where it
+  # exists), so pixels that move out of the crop are still compared (0 = off, the paper).
+  data.pairs = dict(crop=(384, 512), jitter=(0.3, 0.3, 0.2, 0.05), jitter_prob=0.8, full_image_margin=0)
   data.views = dict(size=224, crop_scale=(0.08, 1.0), flip_prob=0.5, jitter=(0.4, 0.4, 0.2, 0.1),
                     jitter_prob=0.8, grey_prob=0.2, blur_probs=(1.0, 0.1), solarize_probs=(0.0, 0.2),
                     blur_sigma=(0.1, 2.0))

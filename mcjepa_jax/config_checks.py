@@ -159,6 +159,9 @@ def validate_config(config):
   crop = tuple(config.data.pairs.crop)
   if len(crop) != 2 or any(n <= 0 or n % stride for n in crop):
     _fail("data.pairs.crop", crop, f"(height, width), each a positive multiple of the encoder's stride {stride}")
+  margin = config.data.pairs.get("full_image_margin", 0)
+  if not isinstance(margin, int) or margin < 0:
+    _fail("data.pairs.full_image_margin", margin, "pixels of frame kept around each crop: an integer >= 0 (0 = off)")
   if config.data.views.size < stride:
     _fail("data.views.size", config.data.views.size, f"must be at least the encoder's stride {stride}")
   if config.data.name == "synthetic":

@@ -1,9 +1,11 @@
 """The embedded dataset and the grain pipeline: exact flow, determinism, resumable state."""
 
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from mcjepa_jax.data.augment import augment_pair
 from mcjepa_jax.data.pipeline import TrainInput
 from mcjepa_jax.data.synthetic import SyntheticChairs
 from mcjepa_jax.ops import warp
@@ -82,3 +84,49 @@ def test_process_shards_are_disjoint_halves(tiny_config):
   half1 = next(TrainInput(tiny_config, 0, 1, 2))
   assert half0["frames1"].shape[0] == whole["frames1"].shape[0] // 2
   assert not np.array_equal(half0["frames1"], half1["frames1"])
+
+
+def _pair_cfg(margin, jitter_prob):
+  return ml_collections.ConfigDict(dict(crop=(16, 16), jitter=(0.3, 0.3, 0.2, 0.05), jitter_prob=jitter_prob,
+                                        full_image_margin=margin))
+
+
+def test_wide_frames_surround_the_crop_and_mark_the_image_border():
+  # Pixel values encode their position, so the crop's place in the 20 x 22 frame can be read back.
+  rows, cols = np.meshgrid(np.arange(20), np.arange(22), indexing="ij")
+  frame1 = np.stack([rows / 32, cols / 32, np.full((20, 22), 0.25)], axis=-1).astype(np.float32)
+  sample = {"frame1": frame1, "frame2": frame1 + 0.5}
+  margin = 6
+  for seed in range(6):
+    out = augment_pair(np.random.default_rng(seed), sample, _pair_cfg(margin, 0.0))
+    top, left = int(round(out["frame1"][0, 0, 0] * 32)), int(round(out["frame1"][0, 0, 1] * 32))
+    np.testing.assert_array_equal(out["frame1"], frame1[top:top + 16, left:left + 16])
+    src_rows = np.arange(top - margin, top + 16 + margin)[:, None]
+    src_cols = np.arange(left - margin, left + 16 + margin)[None, :]
+    inside = (src_rows >= 0) & (src_rows < 20) & (src_cols >= 0) & (src_cols < 22)
+    np.testing.assert_array_equal(out["wide_valid"][..., 0], inside.astype(np.float32))
+    for key, frame in (("wide1", sample["frame1"]), ("wide2", sample["frame2"])):
+      expected = frame[np.clip(src_rows, 0, 19), np.clip(src_cols, 0, 21)] * inside[..., None]
+      np.testing.assert_array_equal(out[key], expected)
+    # Without a margin: the same crop (same random stream), no wide frames.
+    plain = augment_pair(np.random.default_rng(seed), sample, _pair_cfg(0, 0.0))
+    assert set(plain) == {"frame1", "frame2"}
+    np.testing.assert_array_equal(plain["frame2"], out["frame2"])
+
+
+def test_wide_frames_get_the_crop_s_colour_jitter():
+  frames = SyntheticChairs((40, 40), 2, seed=7)[0]
+  sample = {"frame1": frames["frame1"], "frame2": frames["frame2"]}
+  out = augment_pair(np.random.default_rng(1), sample, _pair_cfg(8, 1.0))
+  for n in (1, 2):
+    np.testing.assert_array_equal(out[f"wide{n}"][8:24, 8:24], out[f"frame{n}"])
+  assert not np.allclose(out["frame1"], augment_pair(np.random.default_rng(1), sample, _pair_cfg(8, 0.0))["frame1"])
+
+
+def test_pipeline_batches_carry_the_wide_frames(tiny_config):
+  tiny_config.data.pairs.full_image_margin = 8
+  batch = next(TrainInput(tiny_config, 0))
+  b, h, w, _ = batch["frames1"].shape
+  assert batch["wide1"].shape == batch["wide2"].shape == (b, h + 16, w + 16, 3)
+  assert batch["wide_valid"].shape == (b, h + 16, w + 16, 1)
+  np.testing.assert_array_equal(batch["wide1"][:, 8:-8, 8:-8], batch["frames1"])

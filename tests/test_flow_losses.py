@@ -155,3 +155,46 @@ def test_normalised_photometric_loss_is_the_mean_over_kept_pixels():
   # With everything kept, the unnormalised loss counts those columns: 2 of 16 columns in each direction.
   kept = float(photometric_loss(images, flow, *l1_only, occlusion_strength=0.0))
   assert kept > 1e-2
+
+
+def wide_shifted_pair(shift_x, margin, size=16, seed=0):
+  """`shifted_pair` cut from a larger image: also the frames with `margin` pixels of it each side."""
+  base = np.random.default_rng(seed).uniform(size=(1, size + 2 * margin, size + 2 * margin + shift_x, 3))
+  base = base.astype(np.float32)
+  wide1, wide2 = base[:, :, shift_x:], base[:, :, :size + 2 * margin]
+  crop = lambda x: x[:, margin:margin + size, margin:margin + size]
+  images = np.concatenate([crop(wide1), crop(wide2)])
+  flow = np.zeros((2, size, size, 2), np.float32)
+  flow[0, ..., 0], flow[1, ..., 0] = shift_x, -shift_x
+  wide = (jnp.asarray(np.concatenate([wide1, wide2])), jnp.ones((2,) + wide1.shape[1:3] + (1,)))
+  return jnp.asarray(images), jnp.asarray(flow), wide
+
+
+def test_full_image_warping_compares_pixels_that_leave_the_crop():
+  images, flow, wide = wide_shifted_pair(2, margin=4)
+  l1_only = (1.0, 0.0, 0.0, 0.0, 7, 0.01, 0.5)
+  kwargs = dict(occlusion_strength=1.0, exclude_out_of_frame=True, normalize=True)
+  # The true flow matches every pixel of the wider frames, the two columns leaving the crop too.
+  assert float(photometric_loss(images, flow, *l1_only, **kwargs, wide=wide)) < 1e-6
+  # A wrong flow on exactly those columns: invisible to the crop's loss (they leave its frame),
+  # seen by the full-image loss.
+  wrong = np.array(flow)
+  wrong[0, :, -2:, 0] += 0.5
+  wrong[1, :, :2, 0] -= 0.5
+  wrong = jnp.asarray(wrong)
+  assert float(photometric_loss(images, wrong, *l1_only, **kwargs)) < 1e-6
+  assert float(photometric_loss(images, wrong, *l1_only, **kwargs, wide=wide)) > 1e-3
+
+
+def test_full_image_warping_with_an_empty_margin_is_the_crop_loss():
+  # Wide frames that are the crop padded with invalid pixels carry nothing more: every setting
+  # (SSIM, census, forward-backward masking, both normalisations) gives the crop's own loss.
+  rng = np.random.default_rng(5)
+  images = jnp.asarray(rng.uniform(size=(4, 16, 16, 3)).astype(np.float32))
+  flow = jnp.asarray(rng.uniform(-3, 3, size=(4, 16, 16, 2)).astype(np.float32))
+  pad = ((0, 0), (3, 3), (3, 3), (0, 0))
+  wide = (jnp.pad(images, pad), jnp.pad(jnp.ones((4, 16, 16, 1)), pad))
+  for normalize in (False, True):
+    args = (1.0, 0.5, 1.0, 0.3, 3, 0.01, 0.5, 0.7, True, normalize)
+    np.testing.assert_allclose(float(photometric_loss(images, flow, *args, wide=wide)),
+                               float(photometric_loss(images, flow, *args)), rtol=1e-5)

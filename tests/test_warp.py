@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -75,6 +76,29 @@ def test_validity_mask_is_warped_ones():
   _, valid = warp_with_mask(jnp.asarray(x), jnp.asarray(flow))
   ones = torch_warp(torch.ones(x.shape), torch.from_numpy(flow)).numpy()[..., :1]
   np.testing.assert_array_equal(np.asarray(valid), (ones > 0.999).astype(np.float32))
+
+
+def test_full_image_warp_equals_warping_the_full_grid_then_cropping():
+  # A crop's flow sampling the uncropped frame (origin = the crop's corner) must read exactly
+  # what the same flow, placed on the full grid, reads there: values and validity.
+  rng = np.random.default_rng(11)
+  full = rng.uniform(size=(2, 12, 14, 3)).astype(np.float32)
+  top, left, height, width = 3, 2, 6, 8
+  flow = rng.uniform(-4, 4, size=(2, height, width, 2)).astype(np.float32)
+  full_flow = np.zeros((2, 12, 14, 2), np.float32)
+  full_flow[:, top:top + height, left:left + width] = flow
+  warped, valid = warp_with_mask(jnp.asarray(full), jnp.asarray(flow), origin=(top, left))
+  ref, ref_valid = warp_with_mask(jnp.asarray(full), jnp.asarray(full_flow))
+  np.testing.assert_allclose(np.asarray(warped), np.asarray(ref)[:, top:top + height, left:left + width], atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(valid), np.asarray(ref_valid)[:, top:top + height, left:left + width])
+  # Pixels that leave the crop but not the frame are valid: the point of full-image warping.
+  _, crop_valid = warp_with_mask(jnp.asarray(full[:, top:top + height, left:left + width]), jnp.asarray(flow))
+  assert np.sum(np.asarray(valid)) > np.sum(np.asarray(crop_valid))
+
+
+def test_full_image_warp_rejects_a_grid_outside_the_image():
+  with pytest.raises(ValueError, match="origin"):
+    warp_with_mask(jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 6, 6, 2)), origin=(3, 0))
 
 
 def test_resize_flow_scales_values():

@@ -84,13 +84,17 @@ def augment_pair(rng, sample, cfg):
 
   Args:
     sample: dict with "frame1", "frame2" [H, W, 3] and optionally "flow" [H, W, 2], "visible" [H, W].
-    cfg: `config.data.pairs` (crop (h, w), jitter, jitter_prob).
+    cfg: `config.data.pairs` (crop (h, w), jitter, jitter_prob, full_image_margin m).
 
   Returns:
     dict with the same keys cropped to cfg.crop; a crop is a translation of both
-    frames, so the flow values are unchanged.
+    frames, so the flow values are unchanged. With m > 0 also "wide1", "wide2"
+    [h + 2m, w + 2m, 3]: the frames around the crop (the crop at (m, m)), zero
+    where they leave the image, and "wide_valid" [h + 2m, w + 2m, 1], 1 inside
+    it, for full-image warping (losses/flow.py: photometric_loss).
   """
   crop_h, crop_w = cfg.crop
+  margin = cfg.get("full_image_margin", 0)
   height, width = sample["frame1"].shape[:2]
   if height < crop_h or width < crop_w:
     # Frames smaller than the crop (e.g. KITTI's 375 rows for a 384 crop) are upscaled
@@ -105,9 +109,19 @@ def augment_pair(rng, sample, cfg):
     height, width = size
   top = rng.integers(0, height - crop_h + 1)
   left = rng.integers(0, width - crop_w + 1)
-  out = {k: v[top:top + crop_h, left:left + crop_w] for k, v in sample.items()}
+  # The frames are jittered on the region around the crop, so that crop and wide frames agree.
+  region_top, region_left = max(top - margin, 0), max(left - margin, 0)
+  region_bottom, region_right = min(top + crop_h + margin, height), min(left + crop_w + margin, width)
+  frames = {k: sample[k][region_top:region_bottom, region_left:region_right] for k in ("frame1", "frame2")}
   if rng.uniform() < cfg.jitter_prob:
     params = colour_jitter_params(rng, *cfg.jitter)
-    out["frame1"] = apply_colour_jitter(out["frame1"], params)
-    out["frame2"] = apply_colour_jitter(out["frame2"], params)
+    frames = {k: apply_colour_jitter(v, params) for k, v in frames.items()}
+  out = {k: v[top:top + crop_h, left:left + crop_w] for k, v in sample.items() if k not in frames}
+  row, col = top - region_top, left - region_left
+  out.update({k: v[row:row + crop_h, col:col + crop_w] for k, v in frames.items()})
+  if margin:
+    # Where the region was clipped by the image border, the wide frames are zero and invalid.
+    pad = ((margin - row, top + crop_h + margin - region_bottom), (margin - col, left + crop_w + margin - region_right))
+    out["wide1"], out["wide2"] = (np.pad(frames[k], pad + ((0, 0),)) for k in ("frame1", "frame2"))
+    out["wide_valid"] = np.pad(np.ones(frames["frame1"].shape[:2] + (1,)), pad + ((0, 0),))
   return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}

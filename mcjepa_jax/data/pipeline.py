@@ -44,7 +44,8 @@ def heldout_source(data_cfg, seed):
 def _pair_transform(cfg):
   def transform(sample, rng):
     out = augment_pair(rng, {"frame1": sample["frame1"], "frame2": sample["frame2"]}, cfg)
-    return {"frames1": out["frame1"], "frames2": out["frame2"]}
+    out["frames1"], out["frames2"] = out.pop("frame1"), out.pop("frame2")
+    return out
   return transform
 
 
@@ -74,7 +75,8 @@ class TrainInput:
 
   Each `next()` returns {"frames1", "frames2": [B_pairs, H, W, 3], "views1",
   "views2": [B_images, h, w, 3]} float32 in [0, 1], the process-local part
-  of the global batch (global batch sizes / process_count).
+  of the global batch (global batch sizes / process_count); with
+  `data.pairs.full_image_margin` also "wide1", "wide2", "wide_valid" (`augment_pair`).
   """
 
   def __init__(self, config, seed, process_index=0, process_count=1):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from mcjepa_jax.ops.directions import swap_halves
 from mcjepa_jax.ops.image import area_downsample, census_transform, image_gradients, soft_hamming, ssim_dissimilarity
 from mcjepa_jax.ops.occlusion import forward_backward_occlusion
-from mcjepa_jax.ops.warp import warp, warp_with_mask
+from mcjepa_jax.ops.warp import VALID_FRACTION, warp, warp_with_mask
 
 
 def visibility_mask(flow, alpha1, alpha2, strength=1.0):
@@ -98,7 +98,8 @@ def masked_mean(values, mask, normalize):
 
 
 def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_weight, census_patch,
-                     alpha1, alpha2, occlusion_strength=1.0, exclude_out_of_frame=False, normalize=False):
+                     alpha1, alpha2, occlusion_strength=1.0, exclude_out_of_frame=False, normalize=False,
+                     wide=None):
   """L_rec = mean(O * d(I_t, w(I_t+1, f))), d = a*L1 + b*L2 + c*(1-SSIM)/2 [+ census].
 
   Args:
@@ -110,12 +111,31 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
     alpha1, alpha2, occlusion_strength: see `photometric_mask`.
     exclude_out_of_frame: drop pixels whose flow leaves the other frame.
     normalize: average over the unmasked pixels (`masked_mean`).
+    wide: optional (frames [2B, H + 2m, W + 2m, 3], valid [2B, H + 2m, W + 2m, 1]):
+      the stacked frames around the crop that `images` is (`augment_pair`'s
+      "wide" keys). SMURF's full-image warping: the target is sampled from
+      them, so a pixel that moves out of the crop but stays in the image is
+      still compared. The forward-backward check needs the other direction's
+      flow at the target, known only inside the crop, so it applies there.
 
   Returns:
     scalar.
   """
-  warped, in_frame = warp_with_mask(swap_halves(images), flow)
-  mask = photometric_mask(flow, alpha1, alpha2, occlusion_strength, in_frame if exclude_out_of_frame else None)
+  if wide is None:
+    warped, in_frame = warp_with_mask(swap_halves(images), flow)
+    mask = photometric_mask(flow, alpha1, alpha2, occlusion_strength, in_frame if exclude_out_of_frame else None)
+  else:
+    wide_images, wide_valid = wide
+    margin = (wide_images.shape[1] - images.shape[1]) // 2
+    if wide_images.shape[1:3] != (images.shape[1] + 2 * margin, images.shape[2] + 2 * margin):
+      raise ValueError(f"photometric_loss: wide frames {wide_images.shape} must extend the frames "
+                       f"{images.shape} by the same margin on every side")
+    warped, _ = warp_with_mask(swap_halves(wide_images), flow, origin=(margin, margin))
+    valid_weight, _ = warp_with_mask(swap_halves(wide_valid), flow, origin=(margin, margin))
+    in_frame = jax.lax.stop_gradient((valid_weight > VALID_FRACTION).astype(flow.dtype))
+    _, in_crop = warp_with_mask(jnp.ones_like(flow[..., :1]), flow)
+    checked = 1.0 - in_crop * (1.0 - visibility_mask(flow, alpha1, alpha2, occlusion_strength))
+    mask = checked * in_frame if exclude_out_of_frame else checked
   diff = images - warped
   distance = 0.0
   if l1_weight:

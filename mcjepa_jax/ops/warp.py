@@ -12,14 +12,16 @@ import numpy as np
 
 # A pixel counts as validly warped when at least this fraction of its bilinear
 # weight falls inside the source image (DESIGN.md 3: warped ones > 0.999).
-_VALID_FRACTION = 0.999
+VALID_FRACTION = 0.999
 
 
-def _bilinear_corners(flow):
-  """Corner indices and weights of bilinear sampling at (x + u, y + v).
+def _bilinear_corners(flow, source_size, origin=(0, 0)):
+  """Corner indices and weights of bilinear sampling at (x + u, y + v) + origin.
 
   Args:
     flow: [B, H, W, 2] flow in pixels.
+    source_size: (H_s, W_s) of the image sampled from.
+    origin: (row, col) of the flow grid's pixel (0, 0) in the sampled image.
 
   Returns:
     A list of four (row, col, weight, inside) tuples, each [B, H, W]; row/col
@@ -27,8 +29,10 @@ def _bilinear_corners(flow):
     corner lies in the image.
   """
   _, height, width, _ = flow.shape
-  sample_x = jnp.arange(width, dtype=flow.dtype)[None, None, :] + flow[..., 0]
-  sample_y = jnp.arange(height, dtype=flow.dtype)[None, :, None] + flow[..., 1]
+  source_height, source_width = source_size
+  origin_y, origin_x = origin
+  sample_x = jnp.arange(width, dtype=flow.dtype)[None, None, :] + (flow[..., 0] + origin_x)
+  sample_y = jnp.arange(height, dtype=flow.dtype)[None, :, None] + (flow[..., 1] + origin_y)
   x0 = jnp.floor(sample_x)
   y0 = jnp.floor(sample_y)
   # floor() has zero gradient, so d(weight)/d(flow) comes from these two only.
@@ -39,44 +43,52 @@ def _bilinear_corners(flow):
     for off_x, weight_x in ((0, 1.0 - frac_x), (1, frac_x)):
       col = x0 + off_x
       row = y0 + off_y
-      inside = ((col >= 0) & (col <= width - 1) & (row >= 0) & (row <= height - 1))
+      inside = ((col >= 0) & (col <= source_width - 1) & (row >= 0) & (row <= source_height - 1))
       corners.append((
-          jnp.clip(row, 0, height - 1).astype(jnp.int32),
-          jnp.clip(col, 0, width - 1).astype(jnp.int32),
+          jnp.clip(row, 0, source_height - 1).astype(jnp.int32),
+          jnp.clip(col, 0, source_width - 1).astype(jnp.int32),
           weight_x * weight_y,
           inside.astype(flow.dtype),
       ))
   return corners
 
 
-def warp_with_mask(x, flow):
+def warp_with_mask(x, flow, origin=None):
   """Backward-warps `x` by `flow` and reports where the warp is valid.
 
   `out[n, y, x] = bilinear sample of x[n] at (x + u, y + v)`, zero outside.
 
   Args:
-    x: [B, H, W, C] features or image to sample from.
+    x: [B, H, W, C] features or image to sample from; with `origin`, any
+      [B, H_s, W_s, C] that contains the flow's grid.
     flow: [B, H, W, 2] flow (u, v) in pixels, defined on the output grid.
+    origin: None (x is on the flow's grid) or static (row, col) of the flow
+      grid's pixel (0, 0) inside x: SMURF's full-image warping, where the flow
+      of a crop samples the uncropped frame.
 
   Returns:
     (warped [B, H, W, C], valid [B, H, W, 1]) where `valid` is 1.0 where the
     warp of an all-ones image exceeds 0.999 and 0.0 elsewhere.
   """
-  if x.shape[:3] != flow.shape[:3] or flow.shape[-1] != 2:
-    raise ValueError(f"warp needs x [B,H,W,C] and flow [B,H,W,2] on the same grid, "
-                     f"got {x.shape} and {flow.shape}")
+  same_grid = origin is None and x.shape[:3] == flow.shape[:3]
+  inside_grid = (origin is not None and x.shape[0] == flow.shape[0]
+                 and origin[0] + flow.shape[1] <= x.shape[1] and origin[1] + flow.shape[2] <= x.shape[2])
+  if not (same_grid or inside_grid) or flow.shape[-1] != 2:
+    raise ValueError(f"warp needs x [B,H,W,C] and flow [B,H,W,2] on the same grid (or, with an origin, x "
+                     f"containing the flow's grid), got {x.shape} and {flow.shape} (origin {origin})")
   batch, height, width, channels = x.shape
-  corners = _bilinear_corners(flow)
+  corners = _bilinear_corners(flow, (height, width), origin or (0, 0))
   # One gather of all four corners: half the compile time of four gathers on
   # XLA:CPU, and its transpose is a single scatter-add.
   index = jnp.stack([row * width + col for row, col, _, _ in corners], axis=-1)
   weights = jnp.stack([weight * inside for _, _, weight, inside in corners], axis=-1)
+  out_height, out_width = flow.shape[1:3]
   values = jnp.take_along_axis(x.reshape(batch, height * width, channels),
-                               index.reshape(batch, height * width * 4, 1), axis=1)
-  values = values.reshape(batch, height, width, 4, channels)
+                               index.reshape(batch, out_height * out_width * 4, 1), axis=1)
+  values = values.reshape(batch, out_height, out_width, 4, channels)
   warped = jnp.sum(values * weights[..., None].astype(x.dtype), axis=3)
   coverage = jnp.sum(weights, axis=-1)
-  valid = jax.lax.stop_gradient((coverage > _VALID_FRACTION).astype(x.dtype))
+  valid = jax.lax.stop_gradient((coverage > VALID_FRACTION).astype(x.dtype))
   return warped, valid[..., None]
 
 
