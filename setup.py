@@ -34,6 +34,8 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<10",
+            # The suite on both cores of the CI machine (scripts/test.sh: -n 2 --dist loadfile).
+            "pytest-xdist>=3.5,<4",
             "chex>=0.1.90,<0.2",
             # The exact CPU build that installs from a local file here; other versions download GBs.
             "torch==2.13.0",

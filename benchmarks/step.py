@@ -142,7 +142,12 @@ def measure(config, part, steps, warmup, compile_only):
   size = config.data.views.size
   shapes = {"frames1": (train.video_batch_size, crop_h, crop_w, 3), "frames2": (train.video_batch_size, crop_h, crop_w, 3),
             "views1": (train.image_batch_size, size, size, 3), "views2": (train.image_batch_size, size, size, 3)}
-  abstract_batch = {k: jax.ShapeDtypeStruct(s, jnp.float32, sharding=batch_sharding(mesh)) for k, s in shapes.items()}
+  margin = config.data.pairs.get("full_image_margin", 0)
+  wide = (train.video_batch_size, crop_h + 2 * margin, crop_w + 2 * margin)
+  # The model reads `shapes`; the loss also reads the frames around each crop (full-image warping).
+  batch_shapes = dict(shapes, wide1=wide + (3,), wide2=wide + (3,), wide_valid=wide + (1,)) if margin else shapes
+  abstract_batch = {k: jax.ShapeDtypeStruct(s, jnp.float32, sharding=batch_sharding(mesh))
+                    for k, s in batch_shapes.items()}
   rng = jax.random.PRNGKey(0)
 
   def new_state(variables):
@@ -180,10 +185,10 @@ def measure(config, part, steps, warmup, compile_only):
       "memory_analysis_per_device": _memory(compiled), **results_rss,
   }
   if not compile_only:
-    data_rng = jax.random.split(jax.random.PRNGKey(2), 4)
+    data_rng = jax.random.split(jax.random.PRNGKey(2), len(batch_shapes))
     batch = {k: jax.device_put(jax.random.uniform(r, s), batch_sharding(mesh))
-             for r, (k, s) in zip(data_rng, shapes.items())}
-    variables = init_variables(model, rng, *batch.values(), out_shardings=None)
+             for r, (k, s) in zip(data_rng, batch_shapes.items())}
+    variables = init_variables(model, rng, *(batch[k] for k in shapes), out_shardings=None)
     state = jax.device_put(new_state(variables), shardings)
     del variables
     release_freed_host_memory()  # the initialiser's compile

@@ -7,4 +7,6 @@ python3 -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e '.[test]'
-python -m pytest -q --durations=15 tests "$@"
+# Two workers, one test file each at a time (module fixtures such as the 8-device run stay
+# single): most of the suite is XLA compiling, which runs on one core (docs/benchmarks.md).
+python -m pytest -q -n "${MCJEPA_TEST_WORKERS:-2}" --dist loadfile --durations=15 tests "$@"
