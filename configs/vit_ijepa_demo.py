@@ -24,7 +24,9 @@ def get_config(arg=None):
   # re-measured with the demo's newer choices.
   config.loss.selfsup.weight = 0.0
   config.model.flow_head.levels = (4, 3, 2, 1)  # also as measured
-  config.model.flow_head.refine_passes = 0  # and with one pass of the finest estimator
+  config.model.flow_head.refine_passes = 0  # and with one pass of the finest estimator,
+  config.loss.rec.census = 0.0  # L1 + SSIM only
+  config.data.pairs.full_image_margin = 0  # and the crop's own frames as the warp's target
   encoder = vit.vit_encoder(width=64, depth=4, num_heads=4, patch_size=8, stem_widths=(8, 8),
                             adapter_widths=(16, 24, 32, 48), posemb_grid=(8, 8))
   predictor = ml_collections.ConfigDict(dict(width=32, depth=2, num_heads=4, mlp_ratio=4.0, norm_eps=1e-6))
