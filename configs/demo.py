@@ -40,8 +40,8 @@ def get_config(arg=None):
     # 0.85 -> 0.71 / 0.82 -> 0.69, motorcycle 0.96 -> 0.83 / 0.85 -> 0.82), with fewer parameters.
     config.model.flow_head.levels = (3, 2, 1)
     # A second pass of the finest estimator (refine_passes=1) lowers the held-out EPE further
-    # (docs/benchmarks.md, tables 8-9: 1.260 -> 1.196 with the losses below) but costs ~45 % more
-    # time per step; the demo keeps one pass to stay near 10 minutes.
+    # (docs/benchmarks.md, tables 8-9: 1.260 -> 1.196 with the losses below) but costs about half as much
+    # time again (8 -> 12 minutes in table 8); the demo keeps one pass to stay near 10 minutes.
     config.model.flow_head.refine_passes = 0
     # Our choice (docs/benchmarks.md, table 9): UFlow's census term beside L1 + SSIM and SMURF's
     # full-image warping (the target sampled from the 80 x 80 frame around the 64 x 64 crop):

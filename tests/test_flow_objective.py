@@ -49,8 +49,24 @@ def test_design_objective_prefers_a_shrunk_flow(repo_root, samples):
 
 
 def test_free_flow_stays_near_the_truth_and_coarse_to_fine_reaches_it(repo_root, samples):
+  # The smoothness weight is calibrated against L1 + SSIM (the paper's distance): measured
+  # 2026-12-01, from the truth EPE 0.71, slope 0.91; from zero 1.20 (zero flow 2.85).
   config = load_config(str(repo_root / "configs" / "demo.py"))
+  config.loss.rec.census = 0.0
   report = free_flow_report(samples[:4], config.loss, steps=300, learning_rate=0.05, scales=4)
   assert report["from_truth"]["epe"] < 0.8 and report["from_truth"]["slope"] > 0.85, report
   assert report["from_zero"]["epe"] < 0.6 * report["zero_epe"], report
   assert report["from_zero"]["loss_end"] < report["from_zero"]["loss_start"]
+
+
+def test_census_keeps_the_true_flow_unshrunk(repo_root, samples):
+  """The demo's objective with its census term: started at the truth, a free flow keeps its scale.
+
+  Measured 2026-12-01: from the truth EPE 0.88, slope 0.95 (without census 0.71, 0.91). From zero
+  a free field stalls with census (EPE 2.34 of 2.85, slope 0.31): its gradient sees about a pixel
+  around each match, so only the network's cost volume brings the flow near enough; not asserted.
+  """
+  config = load_config(str(repo_root / "configs" / "demo.py"))
+  assert config.loss.rec.census > 0
+  report = free_flow_report(samples[:4], config.loss, steps=300, learning_rate=0.05, scales=4)
+  assert report["from_truth"]["epe"] < 1.0 and report["from_truth"]["slope"] > 0.9, report
