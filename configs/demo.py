@@ -60,7 +60,7 @@ def get_config(arg=None):
     # costs a second forward and backward pass of the video branch (demo ~6 -> ~8 minutes).
     config.loss.selfsup.update(weight=0.5, occluders=2)
   # 1,600 steps (before the self-supervision: about 6 minutes alone on 2 cores, held-out EPE 1.479 vs
-  # 1.550 at 800; with it about 8; with the second estimator pass 11 min 56 s; 1,300 steps lose
+  # 1.550 at 800; with it about 8; with the second estimator pass 11 min 56 s; now 10 min 25 s; 1,300 steps lose
   # 0.05 EPE, measured).
   train.log_every = 50
   train.picture_every = max(arg.steps // 4, 1)

@@ -8,5 +8,5 @@ python3 -m venv "$VENV"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e '.[test]'
 # Two workers, one test file each at a time (module fixtures such as the 8-device run stay
-# single): most of the suite is XLA compiling, which runs on one core (docs/benchmarks.md).
+# single): 1,128 -> 1,001 s of pytest on the 2-core CI machine (docs/benchmarks.md).
 python -m pytest -q -n "${MCJEPA_TEST_WORKERS:-2}" --dist loadfile --durations=15 tests "$@"
