@@ -62,12 +62,14 @@ def fit_free_flow(images, init_flow, loss_cfg, steps, learning_rate, occlusion_s
   return np.asarray(flow), float(start), float(end)
 
 
-def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion_strength=1.0, scales=1):
+def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion_strength=1.0, scales=1,
+                     starts=("from_truth", "from_zero")):
   """Fits free flows from the truth and from zero on generated samples with both flow directions.
 
   Args:
     samples: list of dicts with "frame1", "frame2", "flow", "flow_backward" ([H, W, ...] arrays).
     loss_cfg: `config.loss`.
+    starts: which of the two fits to run ("from_truth", "from_zero").
 
   Returns:
     dict: for "from_truth" and "from_zero", the forward EPE, slope, loss at start and end;
@@ -78,9 +80,11 @@ def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion
   forward = slice(0, len(samples))
   epe = lambda f: float(np.mean(np.linalg.norm(f[forward] - truth[forward], axis=-1)))
   report = {"zero_epe": epe(np.zeros_like(truth))}
-  for name, init in (("from_truth", truth), ("from_zero", np.zeros_like(truth))):
-    flow, start, end = fit_free_flow(images, init, loss_cfg, steps, learning_rate, occlusion_strength, scales)
+  inits = {"from_truth": truth, "from_zero": np.zeros_like(truth)}
+  for name in starts:
+    flow, start, end = fit_free_flow(images, inits[name], loss_cfg, steps, learning_rate, occlusion_strength, scales)
     report[name] = {"epe": epe(flow), "slope": flow_slope(flow[forward], truth[forward]), "loss_start": start,
                     "loss_end": end}
-  report["truth_loss"] = report["from_truth"]["loss_start"]
+  if "from_truth" in report:
+    report["truth_loss"] = report["from_truth"]["loss_start"]
   return report

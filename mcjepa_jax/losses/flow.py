@@ -130,10 +130,16 @@ def photometric_loss(images, flow, l1_weight, l2_weight, ssim_weight, census_wei
     if wide_images.shape[1:3] != (images.shape[1] + 2 * margin, images.shape[2] + 2 * margin):
       raise ValueError(f"photometric_loss: wide frames {wide_images.shape} must extend the frames "
                        f"{images.shape} by the same margin on every side")
-    warped, _ = warp_with_mask(swap_halves(wide_images), flow, origin=(margin, margin))
-    valid_weight, _ = warp_with_mask(swap_halves(wide_valid), flow, origin=(margin, margin))
-    in_frame = jax.lax.stop_gradient((valid_weight > VALID_FRACTION).astype(flow.dtype))
-    _, in_crop = warp_with_mask(jnp.ones_like(flow[..., :1]), flow)
+    # One gather samples the frames, their validity and the crop's own extent (its bilinear
+    # weight inside the crop: the crop warp's validity).
+    pad = ((0, 0), (margin, margin), (margin, margin), (0, 0))
+    crop = jnp.pad(jnp.ones(images.shape[:3] + (1,), images.dtype), pad)
+    sampled, _ = warp_with_mask(jnp.concatenate([swap_halves(wide_images), swap_halves(wide_valid), crop], axis=-1),
+                                flow, origin=(margin, margin))
+    channels = images.shape[-1]
+    warped = sampled[..., :channels]
+    in_frame, in_crop = (jax.lax.stop_gradient((sampled[..., i:i + 1] > VALID_FRACTION).astype(flow.dtype))
+                         for i in (channels, channels + 1))
     checked = 1.0 - in_crop * (1.0 - visibility_mask(flow, alpha1, alpha2, occlusion_strength))
     mask = checked * in_frame if exclude_out_of_frame else checked
   diff = images - warped
