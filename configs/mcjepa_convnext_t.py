@@ -116,11 +116,8 @@ def get_config(arg=None):
   # [min_scale, 1]) where the teacher's forward-backward check passes, with the robust penalty
   # (|d| + eps)^exponent on pixel flow. It starts and ramps with the occlusion masks.
   # occluders: ARFlow's occlusion transform, that many ellipses (semi-axes occluder_radius x
-  # min(H, W)) pasted into the student's frame 2 (0 = off). occluder_motion > 0 (our option): the
-  # ellipses form one layer pasted into both frames, moved by up to occluder_motion x min(H, W) per
-  # axis, its flow known exactly (losses/selfsup.py: paste_moving_layer); 0 = ARFlow's transform.
-  loss.selfsup = dict(weight=0.0, min_scale=0.7, eps=0.01, exponent=0.4, occluders=0, occluder_radius=(0.05, 0.15),
-                      occluder_motion=0.0)
+  # min(H, W)) pasted into the student's frame 2 (0 = off).
+  loss.selfsup = dict(weight=0.0, min_scale=0.7, eps=0.01, exponent=0.4, occluders=0, occluder_radius=(0.05, 0.15))
   loss.vc = dict(
       weight=1.0,
       level_weights=((0.01, 0.04), (0.01, 0.04), (0.01, 0.001), (0.01, 0.0), (0.001, 0.0), (0.0001, 0.0)),

@@ -152,8 +152,6 @@ def validate_config(config):
     low, high = tuple(loss.selfsup.occluder_radius)
     if not 0 < low <= high:
       _fail("loss.selfsup.occluder_radius", (low, high), "(smallest, largest) with 0 < smallest <= largest")
-  if "selfsup" in loss and not 0 <= loss.selfsup.get("occluder_motion", 0.0) < 0.5:
-    _fail("loss.selfsup.occluder_motion", loss.selfsup.occluder_motion, "must lie in [0, 0.5) (a fraction of min(H, W))")
   _positive(config, "train.video_batch_size", "train.image_batch_size", "train.total_steps", "train.log_every",
             "train.checkpoint_every", "train.picture_every", "train.keep_checkpoints", "train.encoder_lr",
             "train.flow_head_lr", "data.views.size")

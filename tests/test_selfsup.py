@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcjepa_jax.losses.selfsup import (augmentation_loss, moving_layer_targets, occluded_targets, paste_moving_layer,
-                                      paste_occluders, sample_zoom, zoomed_pair, zoomed_targets)
+from mcjepa_jax.losses.selfsup import (augmentation_loss, occluded_targets, paste_occluders, sample_zoom, zoomed_pair,
+                                      zoomed_targets)
 from mcjepa_jax.ops.warp import warp, zoom_crop
 
 
@@ -76,52 +76,3 @@ def test_occluders_paste_another_frame_inside_ellipses_and_drop_only_backward_ta
   kept = occluded_targets(mask, inside)
   np.testing.assert_array_equal(kept[:3], 1.0)
   np.testing.assert_array_equal(kept[3:], 1.0 - np.asarray(inside))
-
-
-def test_moving_layer_is_another_pairs_frame_moved_rigidly_and_its_flow_is_the_target():
-  """On frame 1 the layer is the donor (the batch's previous pair's frame 1); on frame 2 the donor
-  sampled at p - translation (scipy's bilinear `map_coordinates`, edges replicated); the targets are
-  the translation on the layer (forward rows on its frame-1 pixels, backward on its frame-2 ones)."""
-  from scipy.ndimage import map_coordinates
-  rng = np.random.default_rng(4)
-  frames = jnp.asarray(rng.uniform(size=(3, 40, 48, 3)), jnp.float32)
-  f1, f2, in1, in2, shift = paste_moving_layer(jax.random.key(2), frames, frames, 2, (0.15, 0.25), 0.1)
-  assert shift.shape == (3, 2) and bool(jnp.all(jnp.abs(shift) <= 0.1 * 40 + 1e-5))
-  donor = np.roll(np.asarray(frames), 1, axis=0)
-  np.testing.assert_allclose(f1, np.where(np.asarray(in1) > 0, donor, np.asarray(frames)), atol=1e-6)
-  ys, xs = np.mgrid[0:40, 0:48].astype(np.float64)
-  for n in range(3):
-    sx, sy = np.asarray(shift[n], np.float64)
-    moved = np.stack([map_coordinates(donor[n, ..., c], [ys - sy, xs - sx], order=1, mode="nearest")
-                      for c in range(3)], axis=-1)
-    expected = np.where(np.asarray(in2[n]) > 0, moved, np.asarray(frames[n]))
-    np.testing.assert_allclose(f2[n], expected, atol=1e-5)
-    # The layer's frame-2 pixels are its frame-1 ellipses moved by the translation (nearest pixel).
-    dx, dy = int(round(sx)), int(round(sy))
-    moved_mask = np.roll(np.asarray(in1[n, ..., 0]), (dy, dx), axis=(0, 1))
-    inner = (slice(abs(dy) + 1, 40 - abs(dy) - 1), slice(abs(dx) + 1, 48 - abs(dx) - 1))
-    assert np.asarray(in2[n, ..., 0])[inner].sum() > 50
-    assert np.mean(moved_mask[inner] != np.asarray(in2[n, ..., 0])[inner]) < 0.05
-  teacher_flow = jnp.asarray(rng.normal(size=(6, 40, 48, 2)), jnp.float32)
-  teacher_mask = jnp.asarray(rng.uniform(size=(6, 40, 48, 1)) > 0.3, jnp.float32)
-  target, mask = moving_layer_targets(teacher_flow, teacher_mask, in1, in2, shift)
-  layer = np.concatenate([in1, in2]) > 0
-  flow = np.concatenate([shift, -shift])[:, None, None, :]
-  np.testing.assert_allclose(target, np.where(layer, flow, teacher_flow), atol=1e-6)
-  # Background pixels keep the teacher's flow and mask, covered or not; the layer is exact.
-  np.testing.assert_array_equal(mask, np.where(layer, 1.0, teacher_mask))
-
-
-def test_moving_layer_near_the_border_is_filled_from_the_edge_not_black():
-  frames = jnp.full((2, 32, 32, 3), 0.5) + jnp.arange(2.0)[:, None, None, None] * 0.25
-  _, f2, _, in2, shift = paste_moving_layer(jax.random.key(5), frames, frames, 3, (0.35, 0.45), 0.3)
-  inside = np.asarray(in2[..., 0]) > 0
-  # Some layer pixels of frame 2 come from outside frame 1 (the case this test is about).
-  ys, xs = np.mgrid[0:32, 0:32]
-  source_x = xs[None] - np.asarray(shift)[:, 0, None, None]
-  source_y = ys[None] - np.asarray(shift)[:, 1, None, None]
-  outside = (source_x < 0) | (source_x > 31) | (source_y < 0) | (source_y > 31)
-  assert np.any(inside & outside)
-  donor_value = np.roll(np.asarray(frames)[:, 0, 0, 0], 1)
-  for n in range(2):
-    np.testing.assert_allclose(np.asarray(f2)[n][inside[n]], donor_value[n], atol=1e-5)

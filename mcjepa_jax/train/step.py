@@ -14,8 +14,7 @@ import jax.numpy as jnp
 from mcjepa_jax.losses.ijepa import block_targets, ema_momentum, ema_update, target_std
 from mcjepa_jax.losses.objective import mcjepa_loss
 from mcjepa_jax.models.mcjepa import content_objective
-from mcjepa_jax.losses.selfsup import (augmentation_loss, moving_layer_targets, occluded_targets, paste_moving_layer,
-                                      paste_occluders, sample_zoom, zoomed_pair,
+from mcjepa_jax.losses.selfsup import (augmentation_loss, occluded_targets, paste_occluders, sample_zoom, zoomed_pair,
                                       zoomed_targets)
 from mcjepa_jax.ops.masks import sample_masks
 from mcjepa_jax.train.optimizer import skipped_update_metrics
@@ -114,11 +113,7 @@ def make_train_step(model, optimizer, config):
     zoomed1, zoomed2 = zoomed_pair(frames1, batch["frames2"], offset, scale)
     target, mask = zoomed_targets(teacher_flow, offset, scale, config.loss.occlusion.alpha1,
                                   config.loss.occlusion.alpha2)
-    if cfg.occluders and cfg.get("occluder_motion", 0.0):
-      zoomed1, zoomed2, inside1, inside2, shift = paste_moving_layer(
-          occluder_key, zoomed1, zoomed2, cfg.occluders, tuple(cfg.occluder_radius), cfg.occluder_motion)
-      target, mask = moving_layer_targets(target, mask, inside1, inside2, shift)
-    elif cfg.occluders:
+    if cfg.occluders:
       zoomed2, occluders = paste_occluders(occluder_key, zoomed2, cfg.occluders, tuple(cfg.occluder_radius))
       mask = occluded_targets(mask, occluders)
     student = model.apply({"params": params, "batch_stats": batch_stats}, zoomed1, zoomed2, train=True,
