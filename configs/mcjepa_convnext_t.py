@@ -116,11 +116,8 @@ def get_config(arg=None):
   # [min_scale, 1]) where the teacher's forward-backward check passes, with the robust penalty
   # (|d| + eps)^exponent on pixel flow. It starts and ramps with the occlusion masks.
   # occluders: ARFlow's occlusion transform, that many ellipses (semi-axes occluder_radius x
-  # min(H, W)) pasted into the student's frame 2 (0 = off). pairs: the student runs on the first
-  # `pairs` pairs of the global batch only, 0 = all (our option, to buy back its cost on one
-  # device; on a data-parallel mesh those pairs sit on the first devices).
-  loss.selfsup = dict(weight=0.0, min_scale=0.7, eps=0.01, exponent=0.4, occluders=0, occluder_radius=(0.05, 0.15),
-                      pairs=0)
+  # min(H, W)) pasted into the student's frame 2 (0 = off).
+  loss.selfsup = dict(weight=0.0, min_scale=0.7, eps=0.01, exponent=0.4, occluders=0, occluder_radius=(0.05, 0.15))
   loss.vc = dict(
       weight=1.0,
       level_weights=((0.01, 0.04), (0.01, 0.04), (0.01, 0.001), (0.01, 0.0), (0.001, 0.0), (0.0001, 0.0)),

@@ -148,8 +148,6 @@ def validate_config(config):
     _fail("loss.reg.norm", loss.reg.norm, f"known: {', '.join(REG_NORMS)}")
   if "selfsup" in loss and not 0 < loss.selfsup.min_scale <= 1:
     _fail("loss.selfsup.min_scale", loss.selfsup.min_scale, "must lie in (0, 1]")
-  if "selfsup" in loss and not (isinstance(loss.selfsup.get("pairs", 0), int) and loss.selfsup.get("pairs", 0) >= 0):
-    _fail("loss.selfsup.pairs", loss.selfsup.pairs, "must be an integer >= 0 (0: every pair of the batch)")
   if "selfsup" in loss and loss.selfsup.occluders:
     low, high = tuple(loss.selfsup.occluder_radius)
     if not 0 < low <= high:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcjepa_jax.losses.selfsup import (augmentation_loss, first_pairs, occluded_targets, paste_occluders, sample_zoom, zoomed_pair,
+from mcjepa_jax.losses.selfsup import (augmentation_loss, occluded_targets, paste_occluders, sample_zoom, zoomed_pair,
                                       zoomed_targets)
 from mcjepa_jax.ops.warp import warp, zoom_crop
 
@@ -76,17 +76,3 @@ def test_occluders_paste_another_frame_inside_ellipses_and_drop_only_backward_ta
   kept = occluded_targets(mask, inside)
   np.testing.assert_array_equal(kept[:3], 1.0)
   np.testing.assert_array_equal(kept[3:], 1.0 - np.asarray(inside))
-
-
-def test_first_pairs_keeps_each_pairs_forward_and_backward_teacher_rows():
-  frames1 = jnp.arange(4.0)[:, None, None, None] * jnp.ones((4, 2, 3, 3))
-  frames2 = frames1 + 10
-  # Row r of the stacked flows holds r: forward rows 0-3, backward rows 4-7.
-  flow = jnp.arange(8.0)[:, None, None, None] * jnp.ones((8, 2, 3, 2))
-  f1, f2, sub = first_pairs(frames1, frames2, flow, 2)
-  np.testing.assert_array_equal(f1[:, 0, 0, 0], [0, 1])
-  np.testing.assert_array_equal(f2[:, 0, 0, 0], [10, 11])
-  np.testing.assert_array_equal(sub[:, 0, 0, 0], [0, 1, 4, 5])
-  for everything in (0, 4, 6):
-    same = first_pairs(frames1, frames2, flow, everything)
-    assert all(a is b for a, b in zip(same, (frames1, frames2, flow)))

@@ -108,4 +108,3 @@ def test_skip_nonfinite_updates_keeps_parameters_and_counts(tiny_config):
   _check_finite([{"total": 1.0, "update_skipped": 0.0}, {"total": nan, "update_skipped": 1.0}], 9, Manager())
   with pytest.raises(NonFiniteError, match="step 9: non-finite total; .*step 7, is kept in CKPT"):
     _check_finite([{"total": 1.0, "update_skipped": 0.0}, {"total": nan, "update_skipped": 0.0}], 9, Manager())
-

@@ -36,26 +36,6 @@ def sample_zoom(rng, batch, size, min_scale):
   return offset, scale
 
 
-def first_pairs(frames1, frames2, flow, pairs):
-  """The first `pairs` pairs of a batch and their rows of the stacked teacher flows (0: all of them).
-
-  The student's pass costs as much as the main video pass; running it on part
-  of the batch buys it back (`loss.selfsup.pairs`).
-
-  Args:
-    frames1, frames2: [B, H, W, 3].
-    flow: [2B, H, W, 2] stacked teacher flows (forward rows first).
-    pairs: N in [0, B].
-
-  Returns:
-    (frames1 [N, H, W, 3], frames2 [N, H, W, 3], flow [2N, H, W, 2]).
-  """
-  batch = frames1.shape[0]
-  if not pairs or pairs >= batch:
-    return frames1, frames2, flow
-  return frames1[:pairs], frames2[:pairs], jnp.concatenate([flow[:pairs], flow[batch:batch + pairs]], axis=0)
-
-
 def zoomed_pair(frames1, frames2, offset, scale):
   """Both frames of each pair cropped with the same window: ([B, H, W, 3], [B, H, W, 3])."""
   return zoom_crop(frames1, offset, scale), zoom_crop(frames2, offset, scale)

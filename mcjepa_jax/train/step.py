@@ -14,8 +14,8 @@ import jax.numpy as jnp
 from mcjepa_jax.losses.ijepa import block_targets, ema_momentum, ema_update, target_std
 from mcjepa_jax.losses.objective import mcjepa_loss
 from mcjepa_jax.models.mcjepa import content_objective
-from mcjepa_jax.losses.selfsup import (augmentation_loss, first_pairs, occluded_targets, paste_occluders, sample_zoom,
-                                      zoomed_pair, zoomed_targets)
+from mcjepa_jax.losses.selfsup import (augmentation_loss, occluded_targets, paste_occluders, sample_zoom, zoomed_pair,
+                                      zoomed_targets)
 from mcjepa_jax.ops.masks import sample_masks
 from mcjepa_jax.train.optimizer import skipped_update_metrics
 
@@ -107,10 +107,10 @@ def make_train_step(model, optimizer, config):
 
   def _selfsup_term(params, batch_stats, batch, teacher_flow, rng):
     cfg = config.loss.selfsup
-    frames1, frames2, teacher_flow = first_pairs(batch["frames1"], batch["frames2"], teacher_flow, cfg.get("pairs", 0))
+    frames1 = batch["frames1"]
     zoom_key, drop_key, occluder_key = jax.random.split(rng, 3)
     offset, scale = sample_zoom(zoom_key, frames1.shape[0], frames1.shape[1:3], cfg.min_scale)
-    zoomed1, zoomed2 = zoomed_pair(frames1, frames2, offset, scale)
+    zoomed1, zoomed2 = zoomed_pair(frames1, batch["frames2"], offset, scale)
     target, mask = zoomed_targets(teacher_flow, offset, scale, config.loss.occlusion.alpha1,
                                   config.loss.occlusion.alpha2)
     if cfg.occluders:
