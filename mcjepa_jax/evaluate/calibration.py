@@ -64,7 +64,7 @@ def fit_free_flow(images, init_flow, loss_cfg, steps, learning_rate, occlusion_s
 
 def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion_strength=1.0, scales=1,
                      starts=("from_truth", "from_zero")):
-  """Fits free flows from the truth and from zero on generated samples with both flow directions.
+  """Fits free flows from the truth and/or from zero on generated samples with both flow directions.
 
   Args:
     samples: list of dicts with "frame1", "frame2", "flow", "flow_backward" ([H, W, ...] arrays).
@@ -72,9 +72,12 @@ def free_flow_report(samples, loss_cfg, steps=300, learning_rate=0.05, occlusion
     starts: which of the two fits to run ("from_truth", "from_zero").
 
   Returns:
-    dict: for "from_truth" and "from_zero", the forward EPE, slope, loss at start and end;
-    plus "zero_epe" and "truth_loss".
+    dict: for each of `starts`, the forward EPE, slope, loss at start and end; plus "zero_epe",
+    and "truth_loss" when "from_truth" ran.
   """
+  unknown = set(starts) - {"from_truth", "from_zero"}
+  if unknown:
+    raise ValueError(f"free_flow_report: unknown starts {sorted(unknown)} (known: from_truth, from_zero)")
   images = np.concatenate([np.stack([s["frame1"] for s in samples]), np.stack([s["frame2"] for s in samples])])
   truth = np.concatenate([np.stack([s["flow"] for s in samples]), np.stack([s["flow_backward"] for s in samples])])
   forward = slice(0, len(samples))
