@@ -30,7 +30,7 @@ def main():
   parser.add_argument("--set", nargs="*", default=[], help="key=value overrides of the config (as trained)")
   args = parser.parse_args()
   config = apply_overrides(load_config(args.config), args.set)
-  run = prepare(config, args.workdir)
+  run = prepare(config, args.workdir, compile_step=False)
   variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
   source = heldout_source(config.data, config.seed)
   samples = [source[i] for i in range(min(args.pairs, len(source)))]

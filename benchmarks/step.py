@@ -130,7 +130,8 @@ def measure(config, part, steps, warmup, compile_only):
   from mcjepa_jax.train.optimizer import make_optimizer  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.train.sharding import (batch_sharding, make_mesh, replicated,  # pylint: disable=g-import-not-at-top
                                         state_shardings)
-  from mcjepa_jax.train.step import create_train_state, uses_ema  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.train.step import (abstract_train_state, initial_train_state,  # pylint: disable=g-import-not-at-top
+                                    batch_shapes as train_batch_shapes)
   from mcjepa_jax.train.host_memory import release_freed_host_memory  # pylint: disable=g-import-not-at-top
 
   validate_config(config)
@@ -138,23 +139,11 @@ def measure(config, part, steps, warmup, compile_only):
   mesh = make_mesh(config.mesh)
   model = build_model(config.model)
   optimizer, _ = make_optimizer(train)
-  crop_h, crop_w = config.data.pairs.crop
-  size = config.data.views.size
-  shapes = {"frames1": (train.video_batch_size, crop_h, crop_w, 3), "frames2": (train.video_batch_size, crop_h, crop_w, 3),
-            "views1": (train.image_batch_size, size, size, 3), "views2": (train.image_batch_size, size, size, 3)}
-  margin = config.data.pairs.get("full_image_margin", 0)
-  wide = (train.video_batch_size, crop_h + 2 * margin, crop_w + 2 * margin)
-  # The model reads `shapes`; the loss also reads the frames around each crop (full-image warping).
-  batch_shapes = dict(shapes, wide1=wide + (3,), wide2=wide + (3,), wide_valid=wide + (1,)) if margin else shapes
+  batch_shapes = train_batch_shapes(config)
   abstract_batch = {k: jax.ShapeDtypeStruct(s, jnp.float32, sharding=batch_sharding(mesh))
                     for k, s in batch_shapes.items()}
   rng = jax.random.PRNGKey(0)
-
-  def new_state(variables):
-    return create_train_state(variables, optimizer, jax.random.fold_in(rng, 1), ema=uses_ema(config))
-
-  small = [jax.ShapeDtypeStruct((1,) + s[1:], jnp.float32) for s in shapes.values()]
-  abstract_state = jax.eval_shape(lambda: new_state(model.init(rng, *[jnp.zeros(x.shape) for x in small])))
+  abstract_state, _ = abstract_train_state(model, optimizer, config, rng)
   shardings = state_shardings(abstract_state, mesh, config.mesh.fsdp_min_size)
   step_fn = part_step(model, optimizer, config, part)
   abstract_args = (jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -168,7 +157,7 @@ def measure(config, part, steps, warmup, compile_only):
   compiled = traced.lower().compile()
   compile_s = time.perf_counter() - started
   results_rss = {"peak_host_rss_compile_bytes": _peak_rss()}
-  # As the training loop does after its first step: the compiler's freed pages go back to the OS.
+  # As `prepare` does after compiling: the compiler's freed pages go back to the OS.
   release_freed_host_memory()
   device = jax.devices()[0]
   dtype = config.model.get("dtype", "float32")
@@ -177,8 +166,8 @@ def measure(config, part, steps, warmup, compile_only):
       "part": part, "dtype": dtype, "remat": config.model.get("remat", "none"),
       "device": f"{device.device_kind} x{jax.device_count()} ({platform.processor() or platform.machine()})",
       "mesh": dict(mesh.shape), "parameters": count_params(abstract_state.params),
-      "batch": {"pairs": train.video_batch_size, "crop": [crop_h, crop_w], "images": train.image_batch_size,
-                "view_size": size},
+      "batch": {"pairs": train.video_batch_size, "crop": list(config.data.pairs.crop),
+                "images": train.image_batch_size, "view_size": config.data.views.size},
       "compile_s": compile_s, "flops_per_step_per_device": _cost_flops(compiled),
       # The jaxpr is the global program: per device is the share of the data-parallel mesh.
       "model_flops_per_step_per_device": model_flops / jax.device_count(),
@@ -188,8 +177,9 @@ def measure(config, part, steps, warmup, compile_only):
     data_rng = jax.random.split(jax.random.PRNGKey(2), len(batch_shapes))
     batch = {k: jax.device_put(jax.random.uniform(r, s), batch_sharding(mesh))
              for r, (k, s) in zip(data_rng, batch_shapes.items())}
-    variables = init_variables(model, rng, *(batch[k] for k in shapes), out_shardings=None)
-    state = jax.device_put(new_state(variables), shardings)
+    variables = init_variables(model, rng, *(batch[k] for k in ("frames1", "frames2", "views1", "views2")),
+                               out_shardings=None)
+    state = jax.device_put(initial_train_state(variables, optimizer, config, rng), shardings)
     del variables
     release_freed_host_memory()  # the initialiser's compile
     times = []

@@ -124,9 +124,21 @@ def test_wide_frames_get_the_crop_s_colour_jitter():
 
 
 def test_pipeline_batches_carry_the_wide_frames(tiny_config):
-  tiny_config.data.pairs.full_image_margin = 8
-  batch = next(TrainInput(tiny_config, 0))
+  config = tiny_config.copy_and_resolve_references()  # the fixture is shared by the session
+  config.data.pairs.full_image_margin = 8
+  batch = next(TrainInput(config, 0))
   b, h, w, _ = batch["frames1"].shape
   assert batch["wide1"].shape == batch["wide2"].shape == (b, h + 16, w + 16, 3)
   assert batch["wide_valid"].shape == (b, h + 16, w + 16, 1)
   np.testing.assert_array_equal(batch["wide1"][:, 8:-8, 8:-8], batch["frames1"])
+
+
+@pytest.mark.parametrize("margin", [0, 8])
+def test_the_step_is_compiled_for_the_batch_the_pipeline_yields(tiny_config, margin):
+  # `prepare` compiles the step from `batch_shapes` before reading any batch.
+  from mcjepa_jax.train.step import batch_shapes  # pylint: disable=g-import-not-at-top
+  config = tiny_config.copy_and_resolve_references()
+  config.data.pairs.full_image_margin = margin
+  batch = next(TrainInput(config, 0))
+  assert {k: v.shape for k, v in batch.items()} == batch_shapes(config)
+  assert all(v.dtype == np.float32 for v in batch.values())

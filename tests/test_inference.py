@@ -29,7 +29,7 @@ def trained(tiny_config, tmp_path_factory):
   from mcjepa_jax.train.loop import prepare, write_run_config
   config = _small_config(tiny_config)
   workdir = str(tmp_path_factory.mktemp("run"))
-  run = prepare(config, workdir)
+  run = prepare(config, workdir, compile_step=False)
   # Weights that are not the initialisation, so a loader that re-initialises would be caught.
   leaves, tree = jax.tree_util.tree_flatten(run.state.params)
   keys = jax.random.split(jax.random.key(7), len(leaves))
@@ -181,7 +181,7 @@ from mcjepa_jax.export import export_variables
 config = load_config({config!r})
 config.train.video_batch_size, config.train.image_batch_size = 8, 8
 config.mesh.fsdp, config.mesh.fsdp_min_size = 2, 0
-run = prepare(config, {workdir!r})
+run = prepare(config, {workdir!r}, compile_step=False)
 assert len(jax.devices()) == 8
 sharded = [x for x in jax.tree_util.tree_leaves(run.state.params) if len(x.sharding.device_set) == 8]
 assert any(not x.sharding.is_fully_replicated for x in sharded), "nothing is fsdp-sharded"

@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the whole MC-JEPA training story, top to bottom.
 
-Sections: config check, mesh, input, model and state, checkpoint restore,
-jit-compiled step, loop with metrics / pictures / checkpoints, evaluation.
+Sections: config check, mesh, input, model, the step compiled from shapes, state
+(restored from a checkpoint or initialised), loop with metrics / pictures /
+checkpoints, evaluation.
 Importable from a notebook; `mcjepa_jax.main` is the command-line entry.
 """
 
@@ -29,7 +30,8 @@ from mcjepa_jax.train.host_memory import release_freed_host_memory
 from mcjepa_jax.train.optimizer import make_optimizer
 from mcjepa_jax.train.sharding import (batch_sharding, check_batch_sizes, make_mesh, replicated,
                                       state_shardings)
-from mcjepa_jax.train.step import TrainState, create_train_state, make_train_step, uses_ema
+from mcjepa_jax.train.step import (TrainState, abstract_train_state, batch_shapes, initial_train_state,
+                                   make_train_step)
 
 
 def _global_batch(local_batch, sharding):
@@ -62,13 +64,19 @@ class Training:
     return checkpoint.save(self.manager, int(self.state.step), self.state, self.data.get_state(), force=force)
 
 
-def prepare(config, workdir, devices=None):
-  """Builds mesh, input, model and optimizer state, restores the newest checkpoint, compiles the step.
+def prepare(config, workdir, devices=None, compile_step=True):
+  """Builds mesh, input and model, compiles the step, then restores the newest checkpoint or initialises.
+
+  The step is compiled from shapes before any state exists, so the compiler's working memory
+  (about 2.7 GiB of host memory for the paper step on the CPU) is returned to the OS before the
+  state (2.0 GiB there) is allocated instead of adding to it (docs/benchmarks.md, "The loop's own peak").
 
   Args:
     config: ConfigDict from `configs/*.py`.
     workdir: checkpoint directory root (created).
     devices: optional device list for the mesh (default: all devices of all processes).
+    compile_step: False leaves `step_fn` a `jax.jit` function that compiles on its first call
+      (for callers that only read or write state).
   """
   validate_config(config)  # before anything is built or compiled
   _check_workdir(workdir)
@@ -79,34 +87,37 @@ def prepare(config, workdir, devices=None):
 
   model = build_model(config.model)
   optimizer, schedules = make_optimizer(train_cfg)
-  crop_h, crop_w = config.data.pairs.crop
-  size = config.data.views.size
-  frames = jax.ShapeDtypeStruct((train_cfg.video_batch_size, crop_h, crop_w, 3), jnp.float32)
-  views = jax.ShapeDtypeStruct((train_cfg.image_batch_size, size, size, 3), jnp.float32)
   rng = jax.random.PRNGKey(config.seed)
-
   # Shardings from shapes alone; variables are then created already in place,
   # so no device ever holds the whole of an fsdp-sharded state.
   min_size = config.mesh.fsdp_min_size
-  abstract_variables = jax.eval_shape(model.init, rng, frames, frames, views, views)
-  variables = init_variables(model, rng, frames, frames, views, views,
-                             out_shardings=state_shardings(abstract_variables, mesh, min_size))
-  state = create_train_state(variables, optimizer, jax.random.fold_in(rng, 1), ema=uses_ema(config))
-  shardings = state_shardings(state, mesh, min_size)
-  state = jax.device_put(state, shardings)
+  abstract_state, abstract_variables = abstract_train_state(model, optimizer, config, rng)
+  shardings = state_shardings(abstract_state, mesh, min_size)
+  abstract = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                    abstract_state, shardings)
+  step_fn = jax.jit(make_train_step(model, optimizer, config), in_shardings=(shardings, batch_sharding(mesh)),
+                    out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+  if compile_step:
+    abstract_batch = {k: jax.ShapeDtypeStruct(s, jnp.float32, sharding=batch_sharding(mesh))
+                      for k, s in batch_shapes(config).items()}
+    step_fn = step_fn.lower(abstract, abstract_batch).compile()
+    release_freed_host_memory()  # XLA frees its working memory, glibc keeps the pages
 
   manager = checkpoint.make_manager(workdir, train_cfg)
-  abstract = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                    state, shardings)
   restored = checkpoint.restore_latest(manager, abstract)
   restored_step = None
   if restored is not None:
     state, data_state, restored_step = restored
     data.set_state(data_state)
     logging.info("resumed from step %d in %s", restored_step, workdir)
-
-  step_fn = jax.jit(make_train_step(model, optimizer, config), in_shardings=(shardings, batch_sharding(mesh)),
-                    out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+  else:  # initialised only when nothing restores, so a resumed run never holds two states
+    shapes = batch_shapes(config)
+    frames, views = (jax.ShapeDtypeStruct(shapes[k], jnp.float32) for k in ("frames1", "views1"))
+    variables = init_variables(model, rng, frames, frames, views, views,
+                               out_shardings=state_shardings(abstract_variables, mesh, min_size))
+    state = jax.device_put(initial_train_state(variables, optimizer, config, rng), shardings)
+    del variables
+    release_freed_host_memory()  # the initialiser's compile
   return Training(config=config, workdir=workdir, mesh=mesh, model=model, schedules=schedules, data=data,
                   state=state, step_fn=step_fn, manager=manager, restored_step=restored_step)
 
@@ -143,7 +154,7 @@ def train_and_evaluate(config, workdir, max_steps=None):
     writer.write_hparams(_flatten(config.to_dict()))
   report = periodic_actions.ReportProgress(num_train_steps=train_cfg.total_steps, writer=writer,
                                            every_steps=train_cfg.log_every)
-  step = started_step = int(run.state.step)
+  step = int(run.state.step)
   stop = train_cfg.total_steps if max_steps is None else min(train_cfg.total_steps, step + max_steps)
   window = []
   started = time.time()
@@ -154,8 +165,6 @@ def train_and_evaluate(config, workdir, max_steps=None):
     while step < stop:
       run.state, metrics = run.step_fn(run.state, run.next_batch())
       step += 1
-      if step == started_step + 1:
-        release_freed_host_memory()  # the step's compile is over
       window.append(metrics)
       report(step)
       # Orbax's preemption notice (TPU pods, multi-host) or SIGTERM (SLURM, Kubernetes, a user).

@@ -48,6 +48,42 @@ def create_train_state(variables, optimizer, rng, ema=False):
                     opt_state=optimizer.init(params), rng=rng, ema=target)
 
 
+def batch_shapes(config):
+  """Global shapes of the batch the train step reads, by key (every array float32).
+
+  "frames1", "frames2": [B_pairs, H, W, 3] (config.data.pairs.crop); "views1", "views2":
+  [B_images, h, h, 3] (config.data.views.size); with `data.pairs.full_image_margin` m > 0 also
+  "wide1", "wide2": [B_pairs, H + 2m, W + 2m, 3] and "wide_valid" [B_pairs, H + 2m, W + 2m, 1],
+  the frames around each crop. The same keys and shapes as the global batch of `TrainInput`.
+  """
+  train = config.train
+  crop_h, crop_w = config.data.pairs.crop
+  size = config.data.views.size
+  frames = (train.video_batch_size, crop_h, crop_w)
+  views = (train.image_batch_size, size, size, 3)
+  shapes = {"frames1": frames + (3,), "frames2": frames + (3,), "views1": views, "views2": views}
+  margin = config.data.pairs.get("full_image_margin", 0)
+  if margin:
+    wide = (train.video_batch_size, crop_h + 2 * margin, crop_w + 2 * margin)
+    shapes.update(wide1=wide + (3,), wide2=wide + (3,), wide_valid=wide + (1,))
+  return shapes
+
+
+def abstract_train_state(model, optimizer, config, rng):
+  """(abstract TrainState, abstract variables): shapes and dtypes of the state `create_train_state`
+  makes from `model.init(rng, ...)` for `config`'s batch shapes, without creating an array."""
+  shapes = batch_shapes(config)
+  frames = jax.ShapeDtypeStruct(shapes["frames1"], jnp.float32)
+  views = jax.ShapeDtypeStruct(shapes["views1"], jnp.float32)
+  variables = jax.eval_shape(model.init, rng, frames, frames, views, views)
+  return jax.eval_shape(lambda v: initial_train_state(v, optimizer, config, rng), variables), variables
+
+
+def initial_train_state(variables, optimizer, config, rng):
+  """The run's TrainState at step 0 from `model.init(rng, ...)`'s variables (its own key folded from `rng`)."""
+  return create_train_state(variables, optimizer, jax.random.fold_in(rng, 1), ema=uses_ema(config))
+
+
 def uses_ema(config):
   """Whether the run keeps an EMA target encoder (the I-JEPA content objective)."""
   return content_objective(config.model) == "ijepa"
