@@ -30,8 +30,8 @@ from mcjepa_jax.train.host_memory import release_freed_host_memory
 from mcjepa_jax.train.optimizer import make_optimizer
 from mcjepa_jax.train.sharding import (batch_sharding, check_batch_sizes, make_mesh, replicated,
                                       state_shardings)
-from mcjepa_jax.train.step import (TrainState, abstract_train_state, batch_shapes, initial_train_state,
-                                   make_train_step)
+from mcjepa_jax.train.step import (TrainState, abstract_train_state, batch_shapes, init_inputs,
+                                   initial_train_state, make_train_step)
 
 
 def _global_batch(local_batch, sharding):
@@ -111,9 +111,7 @@ def prepare(config, workdir, devices=None, compile_step=True):
     data.set_state(data_state)
     logging.info("resumed from step %d in %s", restored_step, workdir)
   else:  # initialised only when nothing restores, so a resumed run never holds two states
-    shapes = batch_shapes(config)
-    frames, views = (jax.ShapeDtypeStruct(shapes[k], jnp.float32) for k in ("frames1", "views1"))
-    variables = init_variables(model, rng, frames, frames, views, views,
+    variables = init_variables(model, rng, *init_inputs(config),
                                out_shardings=state_shardings(abstract_variables, mesh, min_size))
     state = jax.device_put(initial_train_state(variables, optimizer, config, rng), shardings)
     del variables

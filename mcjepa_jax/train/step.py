@@ -69,13 +69,16 @@ def batch_shapes(config):
   return shapes
 
 
+def init_inputs(config):
+  """ShapeDtypeStructs of `model.init`'s inputs (frames1, frames2, views1, views2) for `config`'s batch."""
+  shapes = batch_shapes(config)
+  return tuple(jax.ShapeDtypeStruct(shapes[k], jnp.float32) for k in ("frames1", "frames2", "views1", "views2"))
+
+
 def abstract_train_state(model, optimizer, config, rng):
   """(abstract TrainState, abstract variables): shapes and dtypes of the state `create_train_state`
-  makes from `model.init(rng, ...)` for `config`'s batch shapes, without creating an array."""
-  shapes = batch_shapes(config)
-  frames = jax.ShapeDtypeStruct(shapes["frames1"], jnp.float32)
-  views = jax.ShapeDtypeStruct(shapes["views1"], jnp.float32)
-  variables = jax.eval_shape(model.init, rng, frames, frames, views, views)
+  makes from `model.init(rng, *init_inputs(config))`, without creating an array."""
+  variables = jax.eval_shape(model.init, rng, *init_inputs(config))
   return jax.eval_shape(lambda v: initial_train_state(v, optimizer, config, rng), variables), variables
 
 
