@@ -5,9 +5,10 @@
 The held-out pairs are the config's (`heldout_source`, the ones the end-of-training table
 evaluates). Regions: pixels of frame 1 visible / occluded in frame 2 (the generator's mask),
 near / away from motion boundaries (Sobel magnitude of the true flow > 1 px per pixel, dilated
-by --boundary_px) and bins of the true flow's length. "slope" is the least-squares slope of the
-predicted against the true flow over the region (the evaluation's statistic), so the "all" row
-equals the evaluation table's.
+by --boundary_px), bins of the true flow's length and the pairs of each background photograph
+(where it is flat, the background's motion is unobservable). "slope" is the least-squares slope
+of the predicted against the true flow over the region (the evaluation's statistic), so the "all"
+row equals the evaluation table's.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from scipy import ndimage
 import mcjepa_jax
 from mcjepa_jax.config_utils import load_config
 from mcjepa_jax.data.pipeline import heldout_source
+from mcjepa_jax.data.synthetic import TEXTURE_NAMES
 
 MAGNITUDE_BINS = ((0, 2), (2, 4), (4, 8), (8, np.inf))
 
@@ -58,7 +60,9 @@ def main():
     flow = np.asarray(mcjepa_jax.predict_flow(model, variables, sample["frame1"], sample["frame2"]))
     truth = sample["flow"]
     visible = np.asarray(sample["visible"]).astype(bool).reshape(truth.shape[:2])
-    for name, mask in region_masks(truth, visible, args.boundary_px).items():
+    masks = region_masks(truth, visible, args.boundary_px)
+    masks[f"background: {TEXTURE_NAMES[int(sample['background'])]}"] = np.ones(visible.shape, bool)
+    for name, mask in masks.items():
       entry = sums.setdefault(name, np.zeros(4))
       entry += (np.sum(flow[mask] * truth[mask]), np.sum(truth[mask]**2),
                 np.sum(np.linalg.norm(flow[mask] - truth[mask], axis=-1)), mask.sum())
@@ -66,7 +70,11 @@ def main():
   print(f"{len(pairs)} held-out pairs of {args.config}; model {args.model}")
   print("| region | share of pixels | slope | EPE |")
   print("|---|---|---|---|")
-  for name, (cross, square, error, count) in sums.items():
+  # Background rows last, the most shrunk first.
+  order = sorted(sums, key=lambda name: (name.startswith("background: "),
+                                         sums[name][0] / max(sums[name][1], 1e-12) if name.startswith("background: ") else 0))
+  for name in order:
+    cross, square, error, count = sums[name]
     if count:
       print(f"| {name} | {count / total:.2f} | {cross / square:.3f} | {error / count:.3f} |")
 

@@ -77,6 +77,10 @@ def get_config(arg=None):
       # The cost volume's formulation (ops/correlation.py, same values): "slices", "banded" (a matmul
       # per row offset) or "auto" (banded on the CPU for narrow rows of >= 64 channels: 3-6x there).
       corr_impl="auto",
+      # The convolutions to 2 flow channels (models/flow_head.py, same values): "conv", "taps" (one
+      # matmul to 9 x 2 channels and 9 shifted slices summed) or "auto" (taps on the CPU, where the
+      # 531 -> 2 convolution ran at ~10 GFLOP/s: 154 -> 54 ms with its gradients; conv elsewhere).
+      predict_impl="auto",
   )
   # Factor on the content loss's gradient leaving each pyramid level (1-6) down the encoder:
   # 1 everywhere is the paper. Our choice: 0 at levels 1-2, so the stem that the finest cost

@@ -6,7 +6,7 @@ train something else than intended (a weight list of the wrong length).
 """
 
 from mcjepa_jax.models.convnext import DEPTHWISE_IMPLS
-from mcjepa_jax.models.flow_head import FEATURE_NORMALIZATIONS as NORMALIZE_FEATURES, UPSAMPLINGS
+from mcjepa_jax.models.flow_head import FEATURE_NORMALIZATIONS as NORMALIZE_FEATURES, PREDICT_IMPLS, UPSAMPLINGS
 from mcjepa_jax.models.mcjepa import CONTENT_OBJECTIVES, DTYPES
 from mcjepa_jax.models.pyramid import REMAT_POLICIES
 from mcjepa_jax.models.vit import POSEMBS
@@ -116,6 +116,8 @@ def validate_config(config):
     _fail("model.dtype", model.dtype, f"known: {', '.join(DTYPES)}")
   if head.get("corr_impl", "slices") not in CORRELATION_IMPLS:
     _fail("model.flow_head.corr_impl", head.corr_impl, f"known: {', '.join(CORRELATION_IMPLS)}")
+  if head.get("predict_impl", "conv") not in PREDICT_IMPLS:
+    _fail("model.flow_head.predict_impl", head.predict_impl, f"known: {', '.join(PREDICT_IMPLS)}")
   if model.get("remat", "none") not in REMATS:
     _fail("model.remat", model.remat, f"known: {', '.join(REMATS)}")
   levels = tuple(head.levels)

@@ -40,6 +40,22 @@ def test_occluded_pixels_do_not_match():
   assert hidden_errors and np.mean(hidden_errors) > 3 * np.mean(visible_errors)
 
 
+def test_samples_name_their_background_photograph(monkeypatch):
+  from mcjepa_jax.data import synthetic
+  # Photograph k as a flat colour whose green / red ratio is k / N, whatever the layer's brightness.
+  count = len(synthetic.TEXTURE_NAMES)
+  flat = tuple(np.broadcast_to(np.array([0.5, 0.5 * k / count, 0.25], np.float32), (40, 40, 3)) for k in range(count))
+  monkeypatch.setattr(synthetic, "load_textures", lambda max_side: flat)
+  source = SyntheticChairs((32, 32), 12, seed=5, num_shapes=(0, 0))
+  seen = set()
+  for i in range(len(source)):
+    sample = source[i]
+    ratio = sample["frame1"][..., 1] / sample["frame1"][..., 0]
+    np.testing.assert_allclose(ratio, sample["background"] / count, atol=1e-5)
+    seen.add(int(sample["background"]))
+  assert len(seen) > 3
+
+
 def test_samples_are_pure_functions_of_seed_and_index():
   a, b, c = SyntheticChairs((32, 32), 4, seed=1), SyntheticChairs((32, 32), 4, seed=1), SyntheticChairs((32, 32), 4, seed=2)
   np.testing.assert_array_equal(a[2]["frame1"], b[2]["frame1"])

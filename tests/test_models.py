@@ -127,6 +127,39 @@ def test_depthwise_shifts_equal_the_grouped_convolution_in_values_and_gradients(
   np.testing.assert_allclose(reference.apply(variables, x), conv.apply(variables, x), atol=1e-5)
 
 
+def test_flow_prediction_as_taps_equals_the_convolution_in_values_and_gradients():
+  from mcjepa_jax.models.flow_head import FlowPrediction, conv3x3_taps
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 7, 10, 6)), jnp.float32)
+  kernel = rng.normal(size=(3, 3, 6, 2))
+  # Independent reference: the SAME cross-correlation as a loop over pixels and taps.
+  padded = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  loop = np.zeros((2, 7, 10, 2))
+  for i in range(7):
+    for j in range(10):
+      loop[:, i, j] = np.einsum("bklc,klco->bo", padded[:, i:i + 3, j:j + 3], kernel)
+  np.testing.assert_allclose(conv3x3_taps(x, jnp.asarray(kernel, jnp.float32)), loop, rtol=1e-5, atol=1e-5)
+  conv = FlowPrediction("conv")
+  variables = conv.init(jax.random.key(0), x)
+  # Same layout as the nn.Conv it replaced, zero-initialised: checkpoints load into either.
+  assert jax.tree_util.tree_map(jnp.shape, variables["params"]) == {"kernel": (3, 3, 6, 2), "bias": (2,)}
+  assert not any(np.any(np.asarray(v)) for v in jax.tree_util.tree_leaves(variables))
+  variables = {"params": {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray([0.3, -0.2])}}
+  reference = nn.Conv(2, (3, 3), padding="SAME")
+  np.testing.assert_array_equal(conv.apply(variables, x), reference.apply(variables, x))
+  taps = FlowPrediction("taps")
+  np.testing.assert_allclose(taps.apply(variables, x), conv.apply(variables, x), rtol=1e-5, atol=1e-5)
+  loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(taps), argnums=(0, 1))(variables, x)),
+                  jax.tree_util.tree_leaves(jax.grad(loss(conv), argnums=(0, 1))(variables, x))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  # bfloat16 inputs: the taps accumulate in float32, so they stay within bfloat16 rounding of float32.
+  half = FlowPrediction("taps", dtype=jnp.bfloat16).apply(variables, x)
+  np.testing.assert_allclose(np.asarray(half, np.float32), loop + [0.3, -0.2], rtol=0.05, atol=0.1)
+  with pytest.raises(ValueError, match="predict_impl='fft'"):
+    FlowPrediction("fft").init(jax.random.key(0), x)
+
+
 def test_expander_on_both_views_at_once_equals_one_call_per_view():
   """The views share each Linear pass but keep their own BatchNorm statistics: outputs and the
   running statistics equal two separate calls (VICReg's projector applied to each view)."""

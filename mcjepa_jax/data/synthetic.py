@@ -125,9 +125,10 @@ class SyntheticChairs:
     return self.generate(np.random.default_rng([self.seed, index]))
 
   def _texture_sampler(self, rng):
-    """A random crop of a random photograph, as a function of layer coordinates (x, y)."""
+    """A random crop of a random photograph: (function of layer coordinates (x, y), index in TEXTURE_NAMES)."""
     textures = load_textures(min(512, self.texture_scale * max(self.size)))
-    texture = textures[rng.integers(len(textures))]
+    index = int(rng.integers(len(textures)))
+    texture = textures[index]
     height, width = self.size
     margin = 0.25 * max(height, width)
     # A random zoom so that textures show detail at several scales.
@@ -142,7 +143,7 @@ class SyntheticChairs:
       channels = [ndimage.map_coordinates(texture[..., c], coords, order=1, mode="reflect") for c in range(3)]
       return np.clip(np.stack(channels, axis=-1) * brightness, 0.0, 1.0)
 
-    return sample
+    return sample, index
 
   def generate(self, rng):
     """One sample from a numpy Generator.
@@ -151,18 +152,22 @@ class SyntheticChairs:
       dict: "frame1", "frame2" [H, W, 3] float32 in [0, 1] (only "frame1" when
       `single_frame`); "flow" [H, W, 2]
       float32 (u, v) from frame 1 to frame 2; "visible" [H, W] float32, 1 where
-      the frame-1 pixel is still visible in frame 2; with `with_backward`,
-      "flow_backward" [H, W, 2] from frame 2 to frame 1.
+      the frame-1 pixel is still visible in frame 2; "background" int32, the
+      index in TEXTURE_NAMES of the background's photograph (flat photographs
+      leave the background's motion unobservable: `benchmarks/slope_regions.py`
+      reports the flow per background); with `with_backward`, "flow_backward"
+      [H, W, 2] from frame 2 to frame 1.
     """
     height, width = self.size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     centre = np.array([width / 2, height / 2])
-    layers = [(self._texture_sampler(rng), None, _affine(rng, centre, self.background_motion))]
+    background, background_texture = self._texture_sampler(rng)
+    layers = [(background, None, _affine(rng, centre, self.background_motion))]
     for _ in range(rng.integers(self.num_shapes[0], self.num_shapes[1] + 1)):
       shape_centre = rng.uniform([0.15 * width, 0.15 * height], [0.85 * width, 0.85 * height])
       radius = rng.uniform(0.15, 0.35) * min(height, width)
       mask_fn = _random_shape(rng, shape_centre, radius)
-      layers.append((self._texture_sampler(rng), mask_fn, _affine(rng, shape_centre, self.foreground_motion)))
+      layers.append((self._texture_sampler(rng)[0], mask_fn, _affine(rng, shape_centre, self.foreground_motion)))
 
     frames = []
     owners = []
@@ -197,7 +202,8 @@ class SyntheticChairs:
                             np.clip(np.rint(tx), 0, width - 1).astype(int)]
     visible = inside & (owner_there == owners[0])
     sample = {"frame1": frames[0].astype(np.float32), "frame2": frames[1].astype(np.float32),
-              "flow": flow.astype(np.float32), "visible": visible.astype(np.float32)}
+              "flow": flow.astype(np.float32), "visible": visible.astype(np.float32),
+              "background": np.int32(background_texture)}
     if self.with_backward:
       backward = np.zeros((height, width, 2))
       for k, (_, _, affine) in enumerate(layers):

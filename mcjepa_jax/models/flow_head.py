@@ -21,6 +21,55 @@ from mcjepa_jax.ops.image import area_downsample
 from mcjepa_jax.ops.warp import bilinear_upsample_weights, convex_upsample, resize_flow, warp
 
 
+PREDICT_IMPLS = ("auto", "conv", "taps")
+
+
+def conv3x3_taps(x, kernel):
+  """SAME 3 x 3 convolution as one matmul and a sum of shifted slices.
+
+  x [B, H, W, C], kernel [3, 3, C, O] (`nn.Conv`'s layout) -> [B, H, W, O] float32:
+  every tap's output at every padded pixel in one matmul to 9 * O channels, then
+  the 9 taps' slices summed. The same values as the convolution (float32
+  rounding; bfloat16 inputs accumulate in float32). For a few output channels
+  this is the faster form on XLA:CPU, which runs the predicting convolution
+  (531 -> 2 channels) at about 10 GFLOP/s: the matmul reads the input once and
+  both gradients are matmuls (docs/benchmarks.md).
+  """
+  _, height, width, channels = x.shape
+  outputs = kernel.shape[-1]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  per_tap = kernel.transpose(2, 0, 1, 3).reshape(channels, 9, outputs)
+  taps = jnp.einsum("bhwc,cko->bhwko", padded, per_tap, preferred_element_type=jnp.float32)
+  return sum(taps[:, dy:dy + height, dx:dx + width, 3 * dy + dx] for dy in range(3) for dx in range(3))
+
+
+class FlowPrediction(nn.Module):
+  """The zero-initialised 3 x 3 conv to 2 flow channels, parameters laid out as `nn.Conv`'s.
+
+  impl: "conv" (`nn.Conv`), "taps" (`conv3x3_taps`) or "auto" (taps on the CPU
+  backend, the convolution elsewhere). The same values either way.
+  """
+  impl: str = "conv"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    impl = self.impl
+    if impl not in PREDICT_IMPLS:
+      raise ValueError(f"config.model.flow_head.predict_impl={impl!r}: known {', '.join(PREDICT_IMPLS)}")
+    if impl == "auto":
+      impl = "taps" if jax.default_backend() == "cpu" else "conv"
+    # Zero-initialised so that an untrained head predicts zero residual flow
+    # (the identity warp) instead of random flows of several pixels.
+    kernel = self.param("kernel", nn.initializers.zeros, (3, 3, x.shape[-1], 2))
+    bias = self.param("bias", nn.initializers.zeros, (2,))
+    x, kernel, bias = x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype)
+    if impl == "taps":
+      return conv3x3_taps(x, kernel) + bias
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
+
+
 class ConvStack(nn.Module):
   """3x3 convs with LayerNorm + LeakyReLU after each, then a 3x3 conv to 2 channels.
 
@@ -36,6 +85,7 @@ class ConvStack(nn.Module):
   negative_slope: float
   norm_eps: float
   dtype: Any = jnp.float32
+  predict_impl: str = "conv"
 
   @nn.compact
   def __call__(self, x):
@@ -48,10 +98,7 @@ class ConvStack(nn.Module):
         y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name=f"norm{i}")(y)
       y = nn.leaky_relu(y, self.negative_slope)
       x = jnp.concatenate([y, x], axis=-1) if self.dense else y
-    # Zero-initialised so that an untrained head predicts zero residual flow
-    # (the identity warp) instead of random flows of several pixels.
-    prediction = nn.Conv(2, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, dtype=self.dtype,
-                         name="predict")(x)
+    prediction = FlowPrediction(self.predict_impl, self.dtype, name="predict")(x)
     # Flow accumulates over levels in float32: bfloat16 resolves only 0.5 px at 100 px.
     return prediction.astype(jnp.float32), x
 
@@ -164,6 +211,8 @@ class PWCFlowHead(nn.Module):
     remat: rematerialise each level's estimator and the context network in the
       backward pass ("none", "full", "dots").
     corr_impl: the cost volume's formulation (`ops.correlation`; same values).
+    predict_impl: the formulation of the convolutions to 2 flow channels
+      (`FlowPrediction`; same values).
   """
   levels: Sequence[int]
   corr_radius: int
@@ -187,6 +236,7 @@ class PWCFlowHead(nn.Module):
   dtype: Any = jnp.float32
   remat: str = "none"
   corr_impl: str = "slices"
+  predict_impl: str = "conv"
 
   def _adapt(self, level, source, target):
     """Level-`level` matching features of both frames (one set of weights per level), in float32:
@@ -286,7 +336,8 @@ class PWCFlowHead(nn.Module):
         warp_target = True
       estimator = stack_class(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
                             layer_norm=self.layer_norm, negative_slope=self.negative_slope,
-                            norm_eps=self.norm_eps, dtype=self.dtype, name=f"estimator{level}")
+                            norm_eps=self.norm_eps, dtype=self.dtype, predict_impl=self.predict_impl,
+                            name=f"estimator{level}")
       # The finest level's estimator may run again on its own output (same weights): each pass
       # re-warps the target by the refined flow, so the residual it reads is smaller.
       passes = 1 + (self.refine_passes if level == self.levels[-1] else 0)
@@ -299,7 +350,7 @@ class PWCFlowHead(nn.Module):
 
     context = stack_class(self.context_widths, self.context_dilations, dense=False,
                         layer_norm=self.layer_norm, negative_slope=self.negative_slope,
-                        norm_eps=self.norm_eps, dtype=self.dtype, name="context")
+                        norm_eps=self.norm_eps, dtype=self.dtype, predict_impl=self.predict_impl, name="context")
     context_inputs = [features, flow, source] if self.context_source_features else [features, flow]
     refinement, _ = context(jnp.concatenate(context_inputs, axis=-1))
     flow = jnp.clip(flow + refinement, -self.flow_clip, self.flow_clip)
