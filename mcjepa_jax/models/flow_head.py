@@ -46,7 +46,7 @@ def conv3x3_taps(x, kernel):
 class FlowPrediction(nn.Module):
   """The zero-initialised 3 x 3 conv to 2 flow channels, parameters laid out as `nn.Conv`'s.
 
-  impl: "conv" (`nn.Conv`), "taps" (`conv3x3_taps`) or "auto" (taps on the CPU
+  impl: "conv" (the convolution as `nn.Conv` computes it), "taps" (`conv3x3_taps`) or "auto" (taps on the CPU
   backend, the convolution elsewhere). The same values either way.
   """
   impl: str = "conv"
