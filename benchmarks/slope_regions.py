@@ -70,10 +70,11 @@ def main():
   print(f"{len(pairs)} held-out pairs of {args.config}; model {args.model}")
   print("| region | share of pixels | slope | EPE |")
   print("|---|---|---|---|")
+  regions = [name for name in sums if not name.startswith("background: ")]
   # Background rows last, the most shrunk first.
-  order = sorted(sums, key=lambda name: (name.startswith("background: "),
-                                         sums[name][0] / max(sums[name][1], 1e-12) if name.startswith("background: ") else 0))
-  for name in order:
+  backgrounds = sorted((name for name in sums if name.startswith("background: ")),
+                       key=lambda name: sums[name][0] / max(sums[name][1], 1e-12))
+  for name in regions + backgrounds:
     cross, square, error, count = sums[name]
     if count:
       print(f"| {name} | {count / total:.2f} | {cross / square:.3f} | {error / count:.3f} |")
