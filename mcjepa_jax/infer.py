@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 from mcjepa_jax.console import Progress, format_duration
+from mcjepa_jax.evaluate.defaults import FLOW_MARGIN
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -48,6 +49,8 @@ def _parser():
   flow.add_argument("--batch", type=int, default=4, help="pairs per forward pass")
   flow.add_argument("--mode", choices=("pad", "resize"), default="pad",
                     help="reach the encoder's stride by padding or by resizing")
+  flow.add_argument("--margin", type=_pixels, default=FLOW_MARGIN,
+                    help="pixels of edge replication around the frames (less shrunk flow near the border)")
   feats = commands.add_parser("features", help="pooled and per-level encoder features")
   feats.add_argument("images", nargs="+")
   feats.add_argument("--model", required=True)
@@ -55,6 +58,14 @@ def _parser():
   feats.add_argument("--levels", default="", help="pyramid levels to save besides the pooled features, e.g. 3,4")
   feats.add_argument("--max_size", type=int, default=None)
   return parser
+
+
+def _pixels(text):
+  """argparse type: a count of pixels >= 0 (argparse prints the message and exits 2 otherwise)."""
+  value = int(text)
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"must be >= 0 pixels, got {value}")
+  return value
 
 
 def _scaled_size(height, width, max_size):
@@ -74,13 +85,13 @@ def _downscale(frames, max_size):
   return np.asarray(jax.image.resize(frames, (frames.shape[0], *size, 3), "linear", antialias=True))
 
 
-def predict_pairs(model, variables, frames1, frames2, max_size=None, mode="pad"):
+def predict_pairs(model, variables, frames1, frames2, max_size=None, mode="pad", margin=FLOW_MARGIN):
   """Flow [B, H, W, 2] at the input resolution, predicted at most `max_size` pixels on the longer side."""
   from mcjepa_jax.evaluate.flow_eval import resize_flow_field  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.inference import predict_flow  # pylint: disable=g-import-not-at-top
   height, width = frames1.shape[1:3]
   small1, small2 = _downscale(frames1, max_size), _downscale(frames2, max_size)
-  flow = predict_flow(model, variables, small1, small2, mode)
+  flow = predict_flow(model, variables, small1, small2, mode, margin)
   if small1.shape[1:3] != (height, width):
     flow = np.stack([resize_flow_field(f, (height, width)) for f in flow])
   return flow
@@ -153,7 +164,7 @@ def flow_images(args):
   for start in range(0, pairs, args.batch):
     stop = min(start + args.batch, pairs)
     flow = predict_pairs(model, variables, np.stack(frames[start:stop]), np.stack(frames[start + 1:stop + 1]),
-                         args.max_size, args.mode)
+                         args.max_size, args.mode, args.margin)
     for i, pair_flow in zip(range(start, stop), flow):
       stem = os.path.join(args.out, os.path.splitext(os.path.basename(args.images[i]))[0])
       write_flo(stem + ".flo", pair_flow)
@@ -201,7 +212,7 @@ def flow_video(args):
 
   def flush():
     nonlocal container, stream, done
-    flow = predict_pairs(model, variables, np.stack(batch1), np.stack(batch2), args.max_size, args.mode)
+    flow = predict_pairs(model, variables, np.stack(batch1), np.stack(batch2), args.max_size, args.mode, args.margin)
     for frame, pair_flow in zip(batch1, flow):
       panel = np.concatenate([(frame * 255).round().astype(np.uint8), flow_to_rgb(pair_flow)], axis=1)
       if container is None:

@@ -21,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from mcjepa_jax.evaluate.defaults import FLOW_MARGIN
 from mcjepa_jax.evaluate.flow_eval import to_stride_grid
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import abstract_variables
@@ -257,7 +258,7 @@ def _jitted(model, name, fn):
   return _COMPILED[key]
 
 
-def predict_flow(model, variables, frame1, frame2, mode="pad"):
+def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGIN):
   """Forward optical flow from `frame1` to `frame2`, at the frames' own resolution.
 
   Args:
@@ -266,6 +267,8 @@ def predict_flow(model, variables, frame1, frame2, mode="pad"):
       any size ("pad": edge-padded to the encoder's stride and cropped back;
       "resize": resized to the nearest multiple, flow resized and rescaled back).
     mode: "pad" or "resize".
+    margin: pixels of edge replication around the frames, cropped off the flow
+      (`evaluate.flow_eval.to_stride_grid`: the flow near the border shrinks less).
 
   Returns:
     numpy [H, W, 2] (or [B, H, W, 2]) flow (u, v) in pixels of the input frames.
@@ -276,7 +279,7 @@ def predict_flow(model, variables, frame1, frame2, mode="pad"):
     raise ValueError(f"frame1 and frame2 must have the same shape, got {frame1.shape} and {frame2.shape}")
   single = frame1.ndim == 3
   frames = np.concatenate([frame1[None], frame2[None]] if single else [frame1, frame2])
-  grid, undo = to_stride_grid(frames, model.encoder.total_stride, mode)
+  grid, undo = to_stride_grid(frames, model.encoder.total_stride, mode, margin)
   half = grid.shape[0] // 2
   flow = undo(np.asarray(_flow_fn(model)(variables, grid[:half], grid[half:])))
   return flow[0] if single else flow

@@ -92,10 +92,13 @@ def test_export_and_workdir_load_the_checkpoint_weights_and_give_identical_flow(
   _assert_trees_equal(from_export.variables, variables)
   _assert_trees_equal(from_workdir.variables, variables)
   frame1, frame2 = _frames()
-  reference = eval_predict(make_flow_predictor(model), variables, frame1, frame2, 64)
+  from mcjepa_jax.evaluate.defaults import FLOW_MARGIN
+  reference = eval_predict(make_flow_predictor(model), variables, frame1, frame2, 64, margin=FLOW_MARGIN)
   flow = predict_flow(from_export.model, from_export.variables, frame1, frame2)
   assert flow.shape == (50, 70, 2)
   np.testing.assert_array_equal(flow, reference)
+  unpadded = predict_flow(from_export.model, from_export.variables, frame1, frame2, margin=0)
+  np.testing.assert_array_equal(unpadded, eval_predict(make_flow_predictor(model), variables, frame1, frame2, 64))
   # uint8 frames are the same frames; a batch gives each pair's flow.
   batch = predict_flow(from_export.model, from_export.variables, np.stack([frame1, frame2]),
                        np.stack([frame2, frame1]))

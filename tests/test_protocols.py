@@ -131,3 +131,35 @@ def test_reduce_pair_averages_blocks_and_rescales_flow_over_valid_pixels():
   np.testing.assert_allclose(small_flow[0, 0], [2.0, -1.0])
   np.testing.assert_allclose(small_flow[1, 0], [10.0, -1.0])
   np.testing.assert_array_equal(small_valid, [[True, True], [False, True]])
+
+
+@pytest.mark.parametrize("mode", ["pad", "resize"])
+def test_flow_margin_replicates_the_border_and_is_cropped_off(mode):
+  from mcjepa_jax.evaluate.flow_eval import to_stride_grid
+  rng = np.random.default_rng(0)
+  frames = rng.random((2, 40, 48, 3)).astype(np.float32)
+  margin = 8
+  grid, undo = to_stride_grid(frames, 64, mode, margin)
+  assert grid.shape == (2, 64, 64, 3)
+  if mode == "pad":
+    # The frame sits at (margin, margin), surrounded by copies of its own border pixels.
+    np.testing.assert_array_equal(grid[:, margin:margin + 40, margin:margin + 48], frames)
+    np.testing.assert_array_equal(grid[:, :margin, margin:margin + 48], np.repeat(frames[:, :1], margin, axis=1))
+    np.testing.assert_array_equal(grid[:, margin:margin + 40, :margin], np.repeat(frames[:, :, :1], margin, axis=2))
+    np.testing.assert_array_equal(grid[:, :margin, :margin], np.broadcast_to(frames[:, :1, :1], (2, margin, margin, 3)))
+  # A flow known on the padded frame comes back as its central crop, at the frames' size.
+  gt = rng.normal(size=(40, 48, 2)).astype(np.float32)
+  padded_gt = np.pad(gt, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
+  field = padded_gt if mode == "pad" else resize_flow_field(padded_gt, grid.shape[1:3])
+  if mode == "pad":
+    field = np.pad(field, ((0, 64 - field.shape[0]), (0, 64 - field.shape[1]), (0, 0)))
+  back = undo(field[None])[0]
+  assert back.shape == gt.shape
+  if mode == "pad":
+    np.testing.assert_array_equal(back, gt)
+  else:  # resized there and back: interpolation error only
+    assert np.abs(back - gt).mean() < 0.5 * np.abs(gt).mean()
+  row, _ = evaluate_pairs(lambda v, a, b: field[None], None, [(frames[0], frames[1], gt, None)], 64, mode, margin)
+  assert row["epe"] == pytest.approx(0.0 if mode == "pad" else np.linalg.norm(back - gt, axis=-1).mean(), abs=1e-6)
+  with pytest.raises(ValueError, match="margin must be >= 0"):
+    to_stride_grid(frames, 64, mode, -1)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from etils import epath
 
 from mcjepa_jax.data.pipeline import heldout_source, stack_samples
+from mcjepa_jax.evaluate.defaults import flow_margin
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs
 from mcjepa_jax.evaluate.samples import default_data_root, load_pairs, motorcycle_pair, real_sample_sets, reduce_pair
 from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_png
@@ -32,10 +33,12 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
     workdir: where eval.json and pictures/ go (the caller runs this on one process).
   """
   stride = model.encoder.total_stride
+  margin = flow_margin(config.eval)
   source = heldout_source(config.data, config.seed)
   heldout = [source[i] for i in range(len(source))]
   rows = {"generated_heldout": evaluate_pairs(
-      predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride)[0]}
+      predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride,
+      margin=margin)[0]}
   pictures = epath.Path(workdir) / "pictures"
   sets = {}
   if config.eval.real_samples:
@@ -48,7 +51,7 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
       chairs = sets["flyingchairs"]
       sets[f"flyingchairs_1/{reduction}"] = lambda: (reduce_pair(*pair, reduction) for pair in chairs())
   for name, pairs in sets.items():
-    rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride)
+    rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride, margin=margin)
     pictures.mkdir(parents=True, exist_ok=True)
     save_png(pictures / f"{name.replace('/', '_')}.png", enlarge_for_display(flow_panel(*first)))
 
@@ -59,7 +62,7 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
   embeddings = jax.jit(lambda v, x: model.apply(v, x, method=model.embedding))(variables, images)
   embedding_std = float(jnp.mean(jnp.std(embeddings, axis=0)))
 
-  results = {"step": int(step), "flow": rows, "embedding_std": embedding_std,
+  results = {"step": int(step), "flow_margin": margin, "flow": rows, "embedding_std": embedding_std,
              "content_objective": model.content_objective}
   (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
   print(format_table(results), flush=True)

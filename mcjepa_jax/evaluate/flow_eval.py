@@ -52,27 +52,38 @@ def make_flow_predictor(model):
   return jax.jit(predict)
 
 
-def to_stride_grid(frames, multiple, mode):
+def to_stride_grid(frames, multiple, mode, margin=0):
   """Frames [B, H, W, 3] -> (frames on a multiple of `multiple`, undo(flow [B, h, w, 2]) -> [B, H, W, 2]).
 
+  margin: pixels of edge replication added on every side first (undo crops
+  them). The network's zero-padded convolutions and cost volumes see no
+  texture past the frame, and its flow shrinks towards the border; with the
+  replicated margin the frame's own border pixels get that context (measured
+  on the demo: held-out slope 0.769 -> 0.809, docs/benchmarks.md table 12).
   mode "pad": edge-pad bottom/right, undo crops (flow values unchanged). mode
   "resize": resize to the nearest multiple, undo resizes the flow back with u
   and v rescaled exactly (W/W', H/H').
   """
+  if margin < 0:
+    raise ValueError(f"margin must be >= 0 pixels, got {margin}")
+  if margin:
+    frames = np.pad(np.asarray(frames), ((0, 0), (margin, margin), (margin, margin), (0, 0)), mode="edge")
   height, width = frames.shape[1:3]
   if mode == "pad":
     padded, _ = pad_to_multiple(frames, multiple)
-    return padded, lambda flow: np.asarray(flow)[:, :height, :width]
-  if mode == "resize":
+    to_frames = lambda flow: np.asarray(flow)[:, :height, :width]
+  elif mode == "resize":
     size = tuple(max(multiple, int(round(n / multiple)) * multiple) for n in (height, width))
-    resized = np.asarray(jax.image.resize(np.asarray(frames, np.float32), (frames.shape[0], *size, 3), "bilinear"))
-    return resized, lambda flow: np.stack([resize_flow_field(f, (height, width)) for f in np.asarray(flow)])
-  raise ValueError(f"mode: unknown {mode!r} (known: 'pad', 'resize')")
+    padded = np.asarray(jax.image.resize(np.asarray(frames, np.float32), (frames.shape[0], *size, 3), "bilinear"))
+    to_frames = lambda flow: np.stack([resize_flow_field(f, (height, width)) for f in np.asarray(flow)])
+  else:
+    raise ValueError(f"mode: unknown {mode!r} (known: 'pad', 'resize')")
+  return padded, lambda flow: to_frames(flow)[:, margin:height - margin, margin:width - margin]
 
 
-def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad"):
-  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames of any size (`to_stride_grid` modes)."""
-  grid, undo = to_stride_grid(np.stack([frame1, frame2]), multiple, mode)
+def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad", margin=0):
+  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames of any size (`to_stride_grid` modes and margin)."""
+  grid, undo = to_stride_grid(np.stack([frame1, frame2]), multiple, mode, margin)
   return undo(predictor(variables, grid[:1], grid[1:]))[0]
 
 
@@ -95,7 +106,7 @@ def flow_metrics(flow, gt, valid=None):
   return {"epe": endpoint_error(flow, gt, valid), "fl": flow_outliers(flow, gt, valid)}
 
 
-def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
+def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0):
   """EPE and Fl-all over an iterable of (frame1, frame2, gt_flow, valid[, regions]), with the zero-flow baseline.
 
   `regions` (optional) is {name: [H, W] bool}: EPE restricted to each region is
@@ -113,7 +124,7 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad"):
   dot, norm = 0.0, 0.0
   for frame1, frame2, gt, valid, *regions in pairs:
     flow = (np.zeros_like(gt) if predictor is None
-            else predict_flow(predictor, variables, frame1, frame2, multiple, mode))
+            else predict_flow(predictor, variables, frame1, frame2, multiple, mode, margin))
     zero = flow_metrics(np.zeros_like(gt), gt, valid)
     row = {**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]}
     for name, region in (regions[0] if regions else {}).items():

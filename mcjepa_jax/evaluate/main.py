@@ -67,6 +67,7 @@ def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max
   """
   from mcjepa_jax.data.datasets import ImageFolder, SegmentationFolder  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.evaluate import davis, probes, protocols  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.evaluate.defaults import flow_margin  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.evaluate.flow_eval import make_flow_predictor  # pylint: disable=g-import-not-at-top
   unknown = set(tasks) - {"flow", "davis", "classify", "segment"}
   if unknown:
@@ -89,10 +90,11 @@ def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max
     loaded = load_model(workdir, config)
     model, variables, step = loaded.model, loaded.variables, loaded.step
     predictor = make_flow_predictor(model)
-  results = {"checkpoint_step": step, "mode": mode}
+  margin = flow_margin(cfg)
+  results = {"checkpoint_step": step, "mode": mode, "flow_margin": margin}
   if "flow" in tasks:
     multiple = model.encoder.total_stride if model is not None else 64
-    results["flow"] = protocols.evaluate_flow_sets(specs, predictor, variables, multiple, mode, max_pairs)
+    results["flow"] = protocols.evaluate_flow_sets(specs, predictor, variables, multiple, mode, max_pairs, margin)
     print(protocols.format_flow_table(results["flow"], baseline), flush=True)
   if "davis" in tasks and os.path.isdir(davis_root):
     davis_cfg = cfg.davis

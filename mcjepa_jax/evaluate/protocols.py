@@ -15,10 +15,10 @@ from mcjepa_jax.evaluate import davis
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, pad_to_multiple
 
 
-def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max_pairs=None):
+def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0):
   """Mean per-pair EPE / Fl-all (and Sintel matched/unmatched EPE) of one source with ground truth.
 
-  `predictor=None` evaluates the zero flow.
+  `predictor=None` evaluates the zero flow; `mode` and `margin` as `flow_eval.to_stride_grid`.
   """
   def pairs():
     for index in range(len(source) if max_pairs is None else min(max_pairs, len(source))):
@@ -33,16 +33,17 @@ def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max
           regions = {"matched": usable & ~occluded, "unmatched": usable & occluded}
       yield sample["frame1"], sample["frame2"], sample["flow"], valid, regions
 
-  return evaluate_pairs(predictor, variables, pairs(), multiple, mode)[0]
+  return evaluate_pairs(predictor, variables, pairs(), multiple, mode, margin)[0]
 
 
-def evaluate_flow_sets(specs, predictor, variables, multiple, mode="pad", max_pairs=None):
+def evaluate_flow_sets(specs, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0):
   """{name: row} for config entries dict(name=..., root=..., [label=...], [constructor arguments])."""
   rows = {}
   for spec in specs:
     spec = dict(spec)
     label = spec.pop("label", None) or spec["name"]
-    rows[label] = evaluate_flow_source(make_flow_source(spec), predictor, variables, multiple, mode, max_pairs)
+    rows[label] = evaluate_flow_source(make_flow_source(spec), predictor, variables, multiple, mode, max_pairs,
+                                        margin)
   return rows
 
 

@@ -20,6 +20,7 @@ from etils import epath
 from mcjepa_jax.data.pipeline import TrainInput, heldout_source
 from mcjepa_jax.config_checks import validate_config
 from mcjepa_jax.console import format_duration
+from mcjepa_jax.evaluate.defaults import flow_margin
 from mcjepa_jax.evaluate.demo import evaluate_run, write_sample_frames
 from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, predict_flow
 from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_png
@@ -194,7 +195,8 @@ def train_and_evaluate(config, workdir, max_steps=None):
                 if scalars.get("skipped_updates") else ""))
         window, started = [], time.time()
       if step % train_cfg.picture_every == 0 or step == train_cfg.total_steps:
-        _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, is_main)
+        _write_picture(writer, workdir, step, predictor, run.state, eval_pair, model, flow_margin(config.eval),
+                       is_main)
       run.save(force=step == stop)
   finally:
     terminate.restore()
@@ -314,9 +316,9 @@ def _variables(state):
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def _write_picture(writer, workdir, step, predictor, state, sample, model, is_main):
+def _write_picture(writer, workdir, step, predictor, state, sample, model, margin, is_main):
   flow = predict_flow(predictor, _variables(state), sample["frame1"], sample["frame2"],
-                      model.encoder.total_stride)
+                      model.encoder.total_stride, margin=margin)
   panel = flow_panel(sample["frame1"], sample["frame2"], flow, sample["flow"])
   writer.write_images(step, {"flow/heldout_pair": panel[None]})
   if is_main:
