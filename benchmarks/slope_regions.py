@@ -6,10 +6,10 @@
 The held-out pairs are the config's (`heldout_source`, the ones the end-of-training table
 evaluates); `--seed 0,1,2,3,4,5,6,7` pools the held-out pairs of eight seeds (512 pairs at
 the demo's `num_eval`; one seed's 64 pairs are few: the demo model's slope ranges 0.75-0.82
-over the eight seeds' sets). The flow is predicted as
-`mcjepa_jax.predict_flow` does, with `--margin` pixels of edge replication (its default). Regions: pixels of frame 1 visible / occluded in frame 2 (the generator's mask),
-near / away from motion boundaries (Sobel magnitude of the true flow > 1 px per pixel, dilated
-by --boundary_px), bins of the true flow's length and the pairs of each background photograph
+over the eight seeds' sets). The flow is predicted as `mcjepa_jax.predict_flow` does, with
+`--margin` pixels of edge replication (its default). Regions: pixels of frame 1 visible /
+occluded in frame 2 (the generator's mask), near / away from motion boundaries (Sobel
+magnitude of the true flow > 1 px per pixel, dilated by --boundary_px), bins of the true flow's length and the pairs of each background photograph
 (where it is flat, the background's motion is unobservable). "slope" is the least-squares slope
 of the predicted against the true flow over the region (the evaluation's statistic), so the "all"
 row equals the evaluation table's.
