@@ -5,6 +5,7 @@ multiple of the encoder's stride, a head level outside the pyramid) or, worse,
 train something else than intended (a weight list of the wrong length).
 """
 
+from mcjepa_jax.evaluate.defaults import flow_margin
 from mcjepa_jax.models.convnext import DEPTHWISE_IMPLS
 from mcjepa_jax.models.flow_head import FEATURE_NORMALIZATIONS as NORMALIZE_FEATURES, PREDICT_IMPLS, UPSAMPLINGS
 from mcjepa_jax.models.mcjepa import CONTENT_OBJECTIVES, DTYPES
@@ -164,9 +165,9 @@ def validate_config(config):
   margin = config.data.pairs.get("full_image_margin", 0)
   if not isinstance(margin, int) or margin < 0:
     _fail("data.pairs.full_image_margin", margin, "pixels of frame kept around each crop: an integer >= 0 (0 = off)")
-  flow_margin = config.eval.get("flow_margin", 0) if "eval" in config else 0
-  if not isinstance(flow_margin, int) or flow_margin < 0:
-    _fail("eval.flow_margin", flow_margin, "pixels of edge replication around evaluated frames: an integer >= 0")
+  margin = flow_margin(config.eval) if "eval" in config else 0
+  if not isinstance(margin, int) or margin < 0:
+    _fail("eval.flow_margin", margin, "pixels of edge replication around evaluated frames: an integer >= 0")
   if config.data.views.size < stride:
     _fail("data.views.size", config.data.views.size, f"must be at least the encoder's stride {stride}")
   if config.data.name == "synthetic":
