@@ -9,6 +9,7 @@ on the same model and schedule.
 import os
 
 from mcjepa_jax.config_utils import load_module, parse_arg
+from mcjepa_jax.evaluate.defaults import OCCLUSION_FILL_RADIUS
 
 
 def get_config(arg=None):
@@ -62,6 +63,9 @@ def get_config(arg=None):
   # 1,600 steps (before the self-supervision: about 6 minutes alone on 2 cores, held-out EPE 1.479 vs
   # 1.550 at 800; with it about 8; with the second estimator pass 11 min 56 s; now 10 min 25 s; 1,300 steps lose
   # 0.05 EPE, measured).
+  # Beside the network's flow, the end-of-training table shows it with occluded pixels filled from their
+  # visible neighbours (a post-process, `ops.fill_occluded_flow`; docs/benchmarks.md, table 13).
+  config.eval.occlusion_fill.radius = OCCLUSION_FILL_RADIUS
   train.log_every = 50
   train.picture_every = max(arg.steps // 4, 1)
   train.checkpoint_every = max(arg.steps // 10, 1)

@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 from mcjepa_jax.console import Progress, format_duration
-from mcjepa_jax.evaluate.defaults import FLOW_MARGIN
+from mcjepa_jax.evaluate.defaults import FLOW_MARGIN, OCCLUSION_FILL_RADIUS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -51,6 +51,9 @@ def _parser():
                     help="reach the encoder's stride by padding or by resizing")
   flow.add_argument("--margin", type=_pixels, default=FLOW_MARGIN,
                     help="pixels of edge replication around the frames (less shrunk flow near the border)")
+  flow.add_argument("--fill_occlusions", type=_pixels, default=0, metavar="RADIUS",
+                    help=f"give pixels that fail the forward-backward check the colour-weighted flow of visible "
+                         f"pixels within RADIUS (a post-process; {OCCLUSION_FILL_RADIUS} measured best; 0 = off)")
   feats = commands.add_parser("features", help="pooled and per-level encoder features")
   feats.add_argument("images", nargs="+")
   feats.add_argument("--model", required=True)
@@ -85,13 +88,13 @@ def _downscale(frames, max_size):
   return np.asarray(jax.image.resize(frames, (frames.shape[0], *size, 3), "linear", antialias=True))
 
 
-def predict_pairs(model, variables, frames1, frames2, max_size=None, mode="pad", margin=FLOW_MARGIN):
+def predict_pairs(model, variables, frames1, frames2, max_size=None, mode="pad", margin=FLOW_MARGIN, fill_radius=0):
   """Flow [B, H, W, 2] at the input resolution, predicted at most `max_size` pixels on the longer side."""
   from mcjepa_jax.evaluate.flow_eval import resize_flow_field  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.inference import predict_flow  # pylint: disable=g-import-not-at-top
   height, width = frames1.shape[1:3]
   small1, small2 = _downscale(frames1, max_size), _downscale(frames2, max_size)
-  flow = predict_flow(model, variables, small1, small2, mode, margin)
+  flow = predict_flow(model, variables, small1, small2, mode, margin, fill_radius)
   if small1.shape[1:3] != (height, width):
     flow = np.stack([resize_flow_field(f, (height, width)) for f in flow])
   return flow
@@ -164,7 +167,7 @@ def flow_images(args):
   for start in range(0, pairs, args.batch):
     stop = min(start + args.batch, pairs)
     flow = predict_pairs(model, variables, np.stack(frames[start:stop]), np.stack(frames[start + 1:stop + 1]),
-                         args.max_size, args.mode, args.margin)
+                         args.max_size, args.mode, args.margin, args.fill_occlusions)
     for i, pair_flow in zip(range(start, stop), flow):
       stem = os.path.join(args.out, os.path.splitext(os.path.basename(args.images[i]))[0])
       write_flo(stem + ".flo", pair_flow)
@@ -212,7 +215,8 @@ def flow_video(args):
 
   def flush():
     nonlocal container, stream, done
-    flow = predict_pairs(model, variables, np.stack(batch1), np.stack(batch2), args.max_size, args.mode, args.margin)
+    flow = predict_pairs(model, variables, np.stack(batch1), np.stack(batch2), args.max_size, args.mode, args.margin,
+                         args.fill_occlusions)
     for frame, pair_flow in zip(batch1, flow):
       panel = np.concatenate([(frame * 255).round().astype(np.uint8), flow_to_rgb(pair_flow)], axis=1)
       if container is None:

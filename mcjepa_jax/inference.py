@@ -21,8 +21,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from mcjepa_jax.evaluate.defaults import FLOW_MARGIN
-from mcjepa_jax.evaluate.flow_eval import to_stride_grid
+from mcjepa_jax.evaluate.defaults import FLOW_MARGIN, OCCLUSION_FILL_COLOR_SIGMA
+from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, to_stride_grid
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import abstract_variables
 
@@ -238,27 +238,29 @@ def as_float_images(images, what="images"):
   return images.astype(np.float32)
 
 
-def _flow_fn(model):
-  return _jitted(model, "flow", lambda v, a, b: model.apply(v, a, b, method=model.video)["flow"][:a.shape[0]])
+def _flow_fn(model, fill_radius, fill_color_sigma):
+  return _compiled(model, ("flow", fill_radius, fill_color_sigma),
+                   lambda: make_flow_predictor(model, fill_radius, fill_color_sigma))
 
 
 def _features_fn(model):
-  return _jitted(model, "features", lambda v, x: model.apply(v, x, method=model.features))
+  return _compiled(model, "features", lambda: jax.jit(lambda v, x: model.apply(v, x, method=model.features)))
 
 
 _COMPILED = {}
 
 
-def _jitted(model, name, fn):
+def _compiled(model, use, build):
   # One compiled function per (model, use): jit caches per shape after that, so a video's
   # frames compile once. Keyed by the model's hash (flax modules hash by their fields).
-  key = (hash(model), name)
+  key = (hash(model), use)
   if key not in _COMPILED:
-    _COMPILED[key] = jax.jit(fn)
+    _COMPILED[key] = build()
   return _COMPILED[key]
 
 
-def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGIN):
+def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGIN, fill_radius=0,
+                 fill_color_sigma=OCCLUSION_FILL_COLOR_SIGMA):
   """Forward optical flow from `frame1` to `frame2`, at the frames' own resolution.
 
   Args:
@@ -269,6 +271,10 @@ def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGI
     mode: "pad" or "resize".
     margin: pixels of edge replication around the frames, cropped off the flow
       (`evaluate.flow_eval.to_stride_grid`: the flow near the border shrinks less).
+    fill_radius: > 0 replaces the flow of pixels that fail the forward-backward
+      check by the colour-weighted flow of visible pixels within this radius
+      (`ops.fill_occluded_flow`, `fill_color_sigma` in [0, 1] RGB units): a
+      post-process, lower EPE on every measured set (docs/benchmarks.md table 13).
 
   Returns:
     numpy [H, W, 2] (or [B, H, W, 2]) flow (u, v) in pixels of the input frames.
@@ -281,7 +287,7 @@ def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGI
   frames = np.concatenate([frame1[None], frame2[None]] if single else [frame1, frame2])
   grid, undo = to_stride_grid(frames, model.encoder.total_stride, mode, margin)
   half = grid.shape[0] // 2
-  flow = undo(np.asarray(_flow_fn(model)(variables, grid[:half], grid[half:])))
+  flow = undo(np.asarray(_flow_fn(model, fill_radius, fill_color_sigma)(variables, grid[:half], grid[half:])))
   return flow[0] if single else flow
 
 

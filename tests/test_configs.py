@@ -68,6 +68,8 @@ def test_missing_config_file_is_named(tmp_path):
     ("data.pairs.crop", (0, 64), "multiple of the encoder's stride 64"),
     ("data.pairs.full_image_margin", -8, "an integer >= 0"),
     ("eval.flow_margin", -8, "an integer >= 0"),
+    ("eval.occlusion_fill.radius", -1, "an integer >= 0"),
+    ("eval.occlusion_fill.color_sigma", 0.0, "a number > 0"),
     ("train.video_batch_size", 0, "must be > 0"),
     ("train.encoder_lr", -1e-3, "must be > 0"),
     ("data.views.size", 32, "at least the encoder's stride 64"),

@@ -83,7 +83,8 @@ def test_export_writes_variables_config_and_metadata(trained, exported):
 
 
 def test_export_and_workdir_load_the_checkpoint_weights_and_give_identical_flow(trained, exported):
-  from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, predict_flow as eval_predict
+  from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, predict_flow as eval_predict, to_stride_grid
+  from mcjepa_jax.ops import forward_backward_occlusion
   workdir, _, model, variables = trained
   out, _ = exported
   from_export = load_model(out)
@@ -99,6 +100,14 @@ def test_export_and_workdir_load_the_checkpoint_weights_and_give_identical_flow(
   np.testing.assert_array_equal(flow, reference)
   unpadded = predict_flow(from_export.model, from_export.variables, frame1, frame2, margin=0)
   np.testing.assert_array_equal(unpadded, eval_predict(make_flow_predictor(model), variables, frame1, frame2, 64))
+  # The occlusion fill: the evaluation's filled predictor, and the network's flow wherever the check passes.
+  filled = predict_flow(from_export.model, from_export.variables, frame1, frame2, fill_radius=5)
+  np.testing.assert_array_equal(filled, eval_predict(make_flow_predictor(model, 5), variables, frame1, frame2, 64,
+                                                     margin=FLOW_MARGIN))
+  grid, undo = to_stride_grid(np.stack([frame1, frame2]), 64, "pad", FLOW_MARGIN)
+  both = model.apply(variables, grid[:1], grid[1:], method=model.video)["flow"]
+  visible = undo(forward_backward_occlusion(both[:1], both[1:]))[0, ..., 0] > 0
+  np.testing.assert_array_equal(filled[visible], flow[visible])
   # uint8 frames are the same frames; a batch gives each pair's flow.
   batch = predict_flow(from_export.model, from_export.variables, np.stack([frame1, frame2]),
                        np.stack([frame2, frame1]))
@@ -257,6 +266,16 @@ def test_infer_converts_grey_rgba_and_16_bit_frames(exported, tmp_path):
   grey_to_rgba, _ = read_flo(str(out / "grey.flo"))
   rgba_to_deep, _ = read_flo(str(out / "rgba.flo"))
   np.testing.assert_allclose(grey_to_rgba, rgba_to_deep, atol=1e-5)
+
+
+def test_infer_fill_occlusions_is_the_filled_prediction(exported, tmp_path):
+  from mcjepa_jax.data.formats import read_flo
+  frame1, frame2 = ((f * 255).round().astype(np.uint8) for f in _frames())
+  paths = [_save(tmp_path / "one.png", frame1), _save(tmp_path / "two.png", frame2)]
+  assert _infer("flow", "--model", exported[0], *paths, "--out", tmp_path / "out", "--fill_occlusions", 5) == 0
+  model, variables = load_pretrained(exported[0])
+  expected = predict_flow(model, variables, frame1, frame2, fill_radius=5)
+  np.testing.assert_allclose(read_flo(str(tmp_path / "out" / "one.flo"))[0], expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", ["different_sizes", "single_image", "missing_file", "corrupt_file",

@@ -163,3 +163,21 @@ def test_flow_margin_replicates_the_border_and_is_cropped_off(mode):
   assert row["epe"] == pytest.approx(0.0 if mode == "pad" else np.linalg.norm(back - gt, axis=-1).mean(), abs=1e-6)
   with pytest.raises(ValueError, match="margin must be >= 0"):
     to_stride_grid(frames, 64, mode, -1)
+
+
+def test_fill_predictor_adds_its_own_epe_and_slope():
+  rng = np.random.default_rng(1)
+  frames = rng.random((2, 64, 64, 3)).astype(np.float32)
+  gt = rng.normal(size=(64, 64, 2)).astype(np.float32)
+  pairs = [(frames[0], frames[1], gt, None)] * 2
+  network = lambda v, a, b: gt[None]  # exact
+  filled = lambda v, a, b: 0.5 * gt[None]  # half the motion
+  row, _ = evaluate_pairs(network, None, pairs, 64, fill_predictor=filled)
+  assert row["epe"] == pytest.approx(0.0, abs=1e-6) and row["slope"] == pytest.approx(1.0)
+  assert row["epe_filled"] == pytest.approx(0.5 * np.linalg.norm(gt, axis=-1).mean(), rel=1e-5)
+  assert row["slope_filled"] == pytest.approx(0.5, rel=1e-6)
+  without, _ = evaluate_pairs(network, None, pairs, 64)
+  assert "epe_filled" not in without and "slope_filled" not in without
+  baseline, _ = evaluate_pairs(None, None, pairs, 64, fill_predictor=filled)  # zero flow: nothing to fill
+  assert "epe_filled" not in baseline
+  assert "occlusions filled" in protocols.format_flow_table({"set": row})

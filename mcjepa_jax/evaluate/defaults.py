@@ -12,6 +12,13 @@ import ml_collections
 # 0.784 with 4 or 8 pixels, EPE 1.336 -> 1.311 with 4 (1.333 with 8, 1.360 with 16).
 FLOW_MARGIN = 4
 
+# The occlusion fill (`ops.fill_occluded_flow`), a post-process reported beside the network's flow.
+# Measured on the demo model over 512 held-out pairs (docs/benchmarks.md, table 13): EPE 1.308 ->
+# 1.189, slope 0.776 -> 0.795 at radius 11, colour scale 0.1 (RGB in [0, 1]); 0.05: 1.191 / 0.796,
+# 0.2: 1.197 / 0.791; radius 15: 1.175 / 0.794.
+OCCLUSION_FILL_RADIUS = 11
+OCCLUSION_FILL_COLOR_SIGMA = 0.1
+
 
 def eval_defaults():
   """The `config.eval` ConfigDict of `configs/mcjepa_convnext_t.py`."""
@@ -21,6 +28,9 @@ def eval_defaults():
   # pair is evaluated at 1/8 for the same reason).
   config.chairs_reduction = 4
   config.flow_margin = FLOW_MARGIN
+  # radius > 0: every flow row also reports EPE and slope with occluded pixels filled from their
+  # visible neighbours (a second forward pass per pair; 0 = only the network's flow).
+  config.occlusion_fill = dict(radius=0, color_sigma=OCCLUSION_FILL_COLOR_SIGMA)
   # DAVIS label propagation (DINO's protocol): stride-8 features (pyramid level 3),
   # first frame + 7 previous frames as context, top-5 neighbours within 12 cells.
   config.davis = dict(resolution="480p", split_file="", level=3, n_context=7, top_k=5, radius=12,
@@ -35,3 +45,16 @@ def eval_defaults():
 def flow_margin(eval_config):
   """`eval_config.flow_margin`; 0 for the settings of runs saved before it existed (evaluated without one)."""
   return eval_config.get("flow_margin", 0)
+
+
+def occlusion_fill(eval_config):
+  """(radius, color_sigma) of `eval_config.occlusion_fill`; radius 0 (no fill) for runs saved before it existed."""
+  fill = eval_config.get("occlusion_fill", None) or {}
+  return fill.get("radius", 0), fill.get("color_sigma", OCCLUSION_FILL_COLOR_SIGMA)
+
+
+def fill_predictor(model, eval_config):
+  """`flow_eval.make_flow_predictor` with the configured occlusion fill, or None when its radius is 0."""
+  from mcjepa_jax.evaluate.flow_eval import make_flow_predictor  # pylint: disable=g-import-not-at-top
+  radius, color_sigma = occlusion_fill(eval_config)
+  return make_flow_predictor(model, radius, color_sigma) if radius else None

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from etils import epath
 
 from mcjepa_jax.data.pipeline import heldout_source, stack_samples
-from mcjepa_jax.evaluate.defaults import flow_margin
+from mcjepa_jax.evaluate.defaults import fill_predictor, flow_margin, occlusion_fill
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs
 from mcjepa_jax.evaluate.samples import default_data_root, load_pairs, motorcycle_pair, real_sample_sets, reduce_pair
 from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_png
@@ -34,11 +34,12 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
   """
   stride = model.encoder.total_stride
   margin = flow_margin(config.eval)
+  filled = fill_predictor(model, config.eval)
   source = heldout_source(config.data, config.seed)
   heldout = [source[i] for i in range(len(source))]
   rows = {"generated_heldout": evaluate_pairs(
       predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride,
-      margin=margin)[0]}
+      margin=margin, fill_predictor=filled)[0]}
   pictures = epath.Path(workdir) / "pictures"
   sets = {}
   if config.eval.real_samples:
@@ -51,7 +52,7 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
       chairs = sets["flyingchairs"]
       sets[f"flyingchairs_1/{reduction}"] = lambda: (reduce_pair(*pair, reduction) for pair in chairs())
   for name, pairs in sets.items():
-    rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride, margin=margin)
+    rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride, margin=margin, fill_predictor=filled)
     pictures.mkdir(parents=True, exist_ok=True)
     save_png(pictures / f"{name.replace('/', '_')}.png", enlarge_for_display(flow_panel(*first)))
 
@@ -62,7 +63,8 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
   embeddings = jax.jit(lambda v, x: model.apply(v, x, method=model.embedding))(variables, images)
   embedding_std = float(jnp.mean(jnp.std(embeddings, axis=0)))
 
-  results = {"step": int(step), "flow_margin": margin, "flow": rows, "embedding_std": embedding_std,
+  results = {"step": int(step), "flow_margin": margin, "occlusion_fill": occlusion_fill(config.eval),
+             "flow": rows, "embedding_std": embedding_std,
              "content_objective": model.content_objective}
   (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
   print(format_table(results), flush=True)
@@ -83,11 +85,16 @@ def write_sample_frames(workdir):
 
 def format_table(results):
   """The evaluation results as a plain-text table."""
+  filled = any("epe_filled" in row for row in results["flow"].values())
   lines = [f"Evaluation at step {results['step']}",
-           f"{'dataset':<28}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}{'EPE/zero':>10}{'slope':>8}"]
+           f"{'dataset':<28}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}{'EPE/zero':>10}{'slope':>8}"
+           + (f"{'| occlusions filled: EPE':>26}{'slope':>8}" if filled else "")]
   for name, row in results["flow"].items():
-    lines.append(f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}"
-                 f"{row['epe'] / row['zero_epe']:>10.2f}{row['slope']:>8.2f}")
+    line = (f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}"
+            f"{row['epe'] / row['zero_epe']:>10.2f}{row['slope']:>8.3f}")
+    if "epe_filled" in row:
+      line += f"{row['epe_filled']:>26.3f}{row['slope_filled']:>8.3f}"
+    lines.append(line)
   # VICReg: the expander's output; I-JEPA: the encoder's pooled tokens. Near 0 means collapsed.
   what = {"ijepa": "I-JEPA encoder (pooled tokens)"}.get(results.get("content_objective"), "VICReg expander")
   lines.append(f"embedding std, {what} (collapse check, > 0.1 is healthy): {results['embedding_std']:.3f}")

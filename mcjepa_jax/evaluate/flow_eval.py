@@ -6,7 +6,10 @@ resolution and no value rescaling is needed.
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from mcjepa_jax.ops.occlusion import fill_occluded_flow
 
 
 def endpoint_error(flow, gt, valid=None):
@@ -42,12 +45,18 @@ def pad_to_multiple(images, multiple):
   return padded, (height, width)
 
 
-def make_flow_predictor(model):
-  """jitted (variables, frames1, frames2) -> forward flow [B, H, W, 2] (H, W multiples of the stride)."""
+def make_flow_predictor(model, fill_radius=0, fill_color_sigma=0.1):
+  """jitted (variables, frames1, frames2) -> forward flow [B, H, W, 2] (H, W multiples of the stride).
+
+  fill_radius > 0: occluded pixels get the colour-weighted flow of their visible
+  neighbours (`ops.fill_occluded_flow`, from the backward flow the model
+  computes anyway), a post-process on top of what the network predicts.
+  """
 
   def predict(variables, frames1, frames2):
     video = model.apply(variables, frames1, frames2, method=model.video)
-    return video["flow"][:frames1.shape[0]]
+    flow, flow_back = jnp.split(video["flow"], 2)
+    return fill_occluded_flow(flow, flow_back, frames1, fill_radius, fill_color_sigma)
 
   return jax.jit(predict)
 
@@ -107,12 +116,14 @@ def flow_metrics(flow, gt, valid=None):
   return {"epe": endpoint_error(flow, gt, valid), "fl": flow_outliers(flow, gt, valid)}
 
 
-def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0):
+def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0, fill_predictor=None):
   """EPE and Fl-all over an iterable of (frame1, frame2, gt_flow, valid[, regions]), with the zero-flow baseline.
 
   `regions` (optional) is {name: [H, W] bool}: EPE restricted to each region is
   reported as "epe_<name>" (e.g. Sintel's matched / unmatched pixels).
   `predictor=None` evaluates the zero flow only (for baselines).
+  `fill_predictor` (optional, `make_flow_predictor` with a fill radius): the
+  row also gets "epe_filled" and "slope_filled" of its flow.
 
   Returns:
     (row, first): row is a dict with "epe", "fl" (means over pairs of the
@@ -122,7 +133,7 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0):
     flow, gt_flow) of the first pair, for pictures.
   """
   rows, first = [], None
-  dot, norm = 0.0, 0.0
+  sums = {"slope": [0.0, 0.0], "slope_filled": [0.0, 0.0]}
   for frame1, frame2, gt, valid, *regions in pairs:
     flow = (np.zeros_like(gt) if predictor is None
             else predict_flow(predictor, variables, frame1, frame2, multiple, mode, margin))
@@ -130,8 +141,14 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0):
     row = {**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]}
     for name, region in (regions[0] if regions else {}).items():
       row[f"epe_{name}"] = endpoint_error(flow, gt, region if valid is None else region & valid)
-    pair_dot, pair_norm = _slope_sums(flow, gt, valid)
-    dot, norm = dot + pair_dot, norm + pair_norm
+    predictions = {"slope": flow}
+    if fill_predictor is not None and predictor is not None:
+      predictions["slope_filled"] = predict_flow(fill_predictor, variables, frame1, frame2, multiple, mode, margin)
+      row["epe_filled"] = endpoint_error(predictions["slope_filled"], gt, valid)
+    for name, prediction in predictions.items():
+      pair_dot, pair_norm = _slope_sums(prediction, gt, valid)
+      sums[name][0] += pair_dot
+      sums[name][1] += pair_norm
     rows.append(row)
     if first is None:
       first = (frame1, frame2, flow, gt)
@@ -139,6 +156,8 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0):
     raise ValueError("no pairs to evaluate")
   keys = dict.fromkeys(k for r in rows for k in r)
   summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
-  summary["slope"] = dot / max(norm, 1e-12)
+  for name, (dot, norm) in sums.items():
+    if name == "slope" or "epe_filled" in summary:
+      summary[name] = dot / max(norm, 1e-12)
   summary["pairs"] = len(rows)
   return summary, first

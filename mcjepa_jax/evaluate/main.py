@@ -68,7 +68,7 @@ def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max
   """
   from mcjepa_jax.data.datasets import ImageFolder, SegmentationFolder  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.evaluate import davis, probes, protocols  # pylint: disable=g-import-not-at-top
-  from mcjepa_jax.evaluate.defaults import flow_margin  # pylint: disable=g-import-not-at-top
+  from mcjepa_jax.evaluate.defaults import fill_predictor, flow_margin, occlusion_fill  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.evaluate.flow_eval import make_flow_predictor  # pylint: disable=g-import-not-at-top
   unknown = set(tasks) - {"flow", "davis", "classify", "segment"}
   if unknown:
@@ -84,18 +84,19 @@ def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max
         f"--data_root {data_root}: holds none of the releases the flow and DAVIS protocols read "
         f"({', '.join(protocols.KNOWN_RELEASES)}); it has {sorted(os.listdir(data_root))[:10]}")
   cfg = eval_config(config, workdir)
-  predictor = variables = feature_fn = model = None
+  predictor = filled = variables = feature_fn = model = None
   step = None
   if not baseline:
     from mcjepa_jax.inference import load_model  # pylint: disable=g-import-not-at-top
     loaded = load_model(workdir, config)
     model, variables, step = loaded.model, loaded.variables, loaded.step
-    predictor = make_flow_predictor(model)
+    predictor, filled = make_flow_predictor(model), fill_predictor(model, cfg)
   margin = flow_margin(cfg)
-  results = {"checkpoint_step": step, "mode": mode, "flow_margin": margin}
+  results = {"checkpoint_step": step, "mode": mode, "flow_margin": margin, "occlusion_fill": occlusion_fill(cfg)}
   if "flow" in tasks:
     multiple = model.encoder.total_stride if model is not None else 64
-    results["flow"] = protocols.evaluate_flow_sets(specs, predictor, variables, multiple, mode, max_pairs, margin)
+    results["flow"] = protocols.evaluate_flow_sets(specs, predictor, variables, multiple, mode, max_pairs, margin,
+                                                   filled)
     print(protocols.format_flow_table(results["flow"], baseline), flush=True)
   if "davis" in tasks and os.path.isdir(davis_root):
     davis_cfg = cfg.davis

@@ -15,10 +15,12 @@ from mcjepa_jax.evaluate import davis
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, pad_to_multiple
 
 
-def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0):
+def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0,
+                         fill_predictor=None):
   """Mean per-pair EPE / Fl-all (and Sintel matched/unmatched EPE) of one source with ground truth.
 
-  `predictor=None` evaluates the zero flow; `mode` and `margin` as `flow_eval.to_stride_grid`.
+  `predictor=None` evaluates the zero flow; `mode` and `margin` as `flow_eval.to_stride_grid`;
+  `fill_predictor` as `flow_eval.evaluate_pairs`.
   """
   def pairs():
     for index in range(len(source) if max_pairs is None else min(max_pairs, len(source))):
@@ -33,17 +35,18 @@ def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max
           regions = {"matched": usable & ~occluded, "unmatched": usable & occluded}
       yield sample["frame1"], sample["frame2"], sample["flow"], valid, regions
 
-  return evaluate_pairs(predictor, variables, pairs(), multiple, mode, margin)[0]
+  return evaluate_pairs(predictor, variables, pairs(), multiple, mode, margin, fill_predictor)[0]
 
 
-def evaluate_flow_sets(specs, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0):
+def evaluate_flow_sets(specs, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0,
+                       fill_predictor=None):
   """{name: row} for config entries dict(name=..., root=..., [label=...], [constructor arguments])."""
   rows = {}
   for spec in specs:
     spec = dict(spec)
     label = spec.pop("label", None) or spec["name"]
     rows[label] = evaluate_flow_source(make_flow_source(spec), predictor, variables, multiple, mode, max_pairs,
-                                        margin)
+                                        margin, fill_predictor)
   return rows
 
 
@@ -95,6 +98,8 @@ def format_flow_table(rows, baseline=False):
     lines.append(f"{name:<28}{row['pairs']:>6}{model}{row['zero_epe']:>10.3f}{100 * row['zero_fl']:>8.2f}%")
     if "epe_matched" in row and not baseline:
       lines.append(f"{'  matched / unmatched EPE':<34}{row['epe_matched']:>9.3f} / {row['epe_unmatched']:.3f}")
+    if "epe_filled" in row:
+      lines.append(f"{'  occlusions filled: EPE':<34}{row['epe_filled']:>9.3f}  slope {row['slope_filled']:.3f}")
   return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 from mcjepa_jax.ops.correlation import correlation
 from mcjepa_jax.ops.directions import swap_halves
 from mcjepa_jax.ops.image import area_downsample, census_transform, image_gradients, soft_hamming, ssim_dissimilarity
-from mcjepa_jax.ops.occlusion import forward_backward_occlusion
+from mcjepa_jax.ops.occlusion import fill_occluded_flow, forward_backward_occlusion
 from mcjepa_jax.ops.warp import (bilinear_upsample_weights, convex_upsample, resize_flow, upsample_flow, warp,
                                   warp_with_mask)
 
@@ -13,6 +13,7 @@ __all__ = [
     "census_transform",
     "convex_upsample",
     "correlation",
+    "fill_occluded_flow",
     "forward_backward_occlusion",
     "image_gradients",
     "resize_flow",
