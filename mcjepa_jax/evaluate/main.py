@@ -8,8 +8,10 @@ DIR is a training workdir (its newest checkpoint; parameters only, so the
 training data need not be on disk) or an export (`mcjepa_jax.export`).
 --config is needed only for workdirs written without config.json; its
 `eval` section (else the run's, else `evaluate/defaults.py`) sets the DAVIS
-and probe protocols and the flow's edge margin (`eval.flow_margin`; runs saved
-before it existed are evaluated without one, as they were). Evaluates every release folder found under --data_root
+and probe protocols, the flow's edge margin (`eval.flow_margin`; runs saved
+before it existed are evaluated without one, as they were) and whether each
+flow row also reports the flow with occlusions filled (`eval.occlusion_fill.radius`
+> 0: a second forward pass per pair, `ops.fill_occluded_flow`). Evaluates every release folder found under --data_root
 (Sintel/, KITTI/ or data_scene_flow/, FlyingChairs_release/, DAVIS/), prints
 the tables and writes --out (default DIR/eval_protocols.json). `--baseline` skips the checkpoint and
 reports the zero-flow and repeated-first-mask baselines only. Linear probes:
