@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mcjepa_jax.evaluate.defaults import OCCLUSION_FILL_COLOR_SIGMA
 from mcjepa_jax.ops.occlusion import fill_occluded_flow
 
 
@@ -45,7 +46,7 @@ def pad_to_multiple(images, multiple):
   return padded, (height, width)
 
 
-def make_flow_predictor(model, fill_radius=0, fill_color_sigma=0.1):
+def make_flow_predictor(model, fill_radius=0, fill_color_sigma=OCCLUSION_FILL_COLOR_SIGMA):
   """jitted (variables, frames1, frames2) -> forward flow [B, H, W, 2] (H, W multiples of the stride).
 
   fill_radius > 0: occluded pixels get the colour-weighted flow of their visible
