@@ -5,7 +5,7 @@ multiple of the encoder's stride, a head level outside the pyramid) or, worse,
 train something else than intended (a weight list of the wrong length).
 """
 
-from mcjepa_jax.evaluate.defaults import flow_margin, occlusion_fill
+from mcjepa_jax.evaluate.defaults import coarse_factor, flow_margin, occlusion_fill
 from mcjepa_jax.models.convnext import DEPTHWISE_IMPLS
 from mcjepa_jax.models.flow_head import FEATURE_NORMALIZATIONS as NORMALIZE_FEATURES, PREDICT_IMPLS, UPSAMPLINGS
 from mcjepa_jax.models.mcjepa import CONTENT_OBJECTIVES, DTYPES
@@ -173,6 +173,9 @@ def validate_config(config):
     _fail("eval.occlusion_fill.radius", radius, "window radius in pixels: an integer >= 0 (0 = no fill)")
   if not color_sigma > 0:
     _fail("eval.occlusion_fill.color_sigma", color_sigma, "colour scale of the fill's weights: a number > 0")
+  factor = coarse_factor(config.eval) if "eval" in config else 1
+  if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+    _fail("eval.coarse_factor", factor, "downscaling of the coarse-to-fine rows: an integer >= 1 (1 = none)")
   if config.data.views.size < stride:
     _fail("data.views.size", config.data.views.size, f"must be at least the encoder's stride {stride}")
   if config.data.name == "synthetic":

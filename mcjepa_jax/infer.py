@@ -54,6 +54,9 @@ def _parser():
   flow.add_argument("--fill_occlusions", type=_pixels, default=0, metavar="RADIUS",
                     help=f"give pixels that fail the forward-backward check the colour-weighted flow of visible "
                          f"pixels within RADIUS (a post-process; {OCCLUSION_FILL_RADIUS} measured best; 0 = off)")
+  flow.add_argument("--coarse_factor", type=_factor, default=1, metavar="N",
+                    help="predict first on frames downscaled N times, then the residual at full size: for motion "
+                         "much longer than the model was trained on (4 measured on FlyingChairs; 1 = off)")
   feats = commands.add_parser("features", help="pooled and per-level encoder features")
   feats.add_argument("images", nargs="+")
   feats.add_argument("--model", required=True)
@@ -68,6 +71,14 @@ def _pixels(text):
   value = int(text)
   if value < 0:
     raise argparse.ArgumentTypeError(f"must be >= 0 pixels, got {value}")
+  return value
+
+
+def _factor(text):
+  """argparse type: an integer downscaling factor >= 1."""
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
   return value
 
 
@@ -88,13 +99,15 @@ def _downscale(frames, max_size):
   return np.asarray(jax.image.resize(frames, (frames.shape[0], *size, 3), "linear", antialias=True))
 
 
-def predict_pairs(model, variables, frames1, frames2, max_size=None, mode="pad", margin=FLOW_MARGIN, fill_radius=0):
-  """Flow [B, H, W, 2] at the input resolution, predicted at most `max_size` pixels on the longer side."""
+def predict_pairs(model, variables, frames1, frames2, max_size=None, mode="pad", margin=FLOW_MARGIN, fill_radius=0,
+                  coarse_factor=1):
+  """Flow [B, H, W, 2] at the input resolution, predicted at most `max_size` pixels on the longer side
+  (`coarse_factor`: see `inference.predict_flow`)."""
   from mcjepa_jax.evaluate.flow_eval import resize_flow_field  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.inference import predict_flow  # pylint: disable=g-import-not-at-top
   height, width = frames1.shape[1:3]
   small1, small2 = _downscale(frames1, max_size), _downscale(frames2, max_size)
-  flow = predict_flow(model, variables, small1, small2, mode, margin, fill_radius)
+  flow = predict_flow(model, variables, small1, small2, mode, margin, fill_radius, coarse_factor=coarse_factor)
   if small1.shape[1:3] != (height, width):
     flow = np.stack([resize_flow_field(f, (height, width)) for f in flow])
   return flow
@@ -167,7 +180,7 @@ def flow_images(args):
   for start in range(0, pairs, args.batch):
     stop = min(start + args.batch, pairs)
     flow = predict_pairs(model, variables, np.stack(frames[start:stop]), np.stack(frames[start + 1:stop + 1]),
-                         args.max_size, args.mode, args.margin, args.fill_occlusions)
+                         args.max_size, args.mode, args.margin, args.fill_occlusions, args.coarse_factor)
     for i, pair_flow in zip(range(start, stop), flow):
       stem = os.path.join(args.out, os.path.splitext(os.path.basename(args.images[i]))[0])
       write_flo(stem + ".flo", pair_flow)
@@ -216,7 +229,7 @@ def flow_video(args):
   def flush():
     nonlocal container, stream, done
     flow = predict_pairs(model, variables, np.stack(batch1), np.stack(batch2), args.max_size, args.mode, args.margin,
-                         args.fill_occlusions)
+                         args.fill_occlusions, args.coarse_factor)
     for frame, pair_flow in zip(batch1, flow):
       panel = np.concatenate([(frame * 255).round().astype(np.uint8), flow_to_rgb(pair_flow)], axis=1)
       if container is None:

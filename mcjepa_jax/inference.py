@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from mcjepa_jax.evaluate.defaults import FLOW_MARGIN, OCCLUSION_FILL_COLOR_SIGMA
-from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, to_stride_grid
+from mcjepa_jax.evaluate.flow_eval import make_flow_predictor, predict_flows, to_stride_grid
 from mcjepa_jax.models import build_model
 from mcjepa_jax.models.params import abstract_variables
 
@@ -260,7 +260,7 @@ def _compiled(model, use, build):
 
 
 def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGIN, fill_radius=0,
-                 fill_color_sigma=OCCLUSION_FILL_COLOR_SIGMA):
+                 fill_color_sigma=OCCLUSION_FILL_COLOR_SIGMA, coarse_factor=1):
   """Forward optical flow from `frame1` to `frame2`, at the frames' own resolution.
 
   Args:
@@ -275,6 +275,10 @@ def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGI
       check by the colour-weighted flow of visible pixels within this radius
       (`ops.fill_occluded_flow`, `fill_color_sigma` in [0, 1] RGB units): a
       post-process, lower EPE on every measured set (docs/benchmarks.md table 13).
+    coarse_factor: integer > 1 predicts first on frames downscaled by it, then
+      the residual at full resolution (`evaluate.flow_eval.coarse_to_fine`):
+      for motion much longer than the training pairs' (the demo model on
+      FlyingChairs at full size: EPE 8.93 -> 4.54 with 4, docs/benchmarks.md table 14).
 
   Returns:
     numpy [H, W, 2] (or [B, H, W, 2]) flow (u, v) in pixels of the input frames.
@@ -284,10 +288,9 @@ def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGI
   if frame1.shape != frame2.shape:
     raise ValueError(f"frame1 and frame2 must have the same shape, got {frame1.shape} and {frame2.shape}")
   single = frame1.ndim == 3
-  frames = np.concatenate([frame1[None], frame2[None]] if single else [frame1, frame2])
-  grid, undo = to_stride_grid(frames, model.encoder.total_stride, mode, margin)
-  half = grid.shape[0] // 2
-  flow = undo(np.asarray(_flow_fn(model, fill_radius, fill_color_sigma)(variables, grid[:half], grid[half:])))
+  frames1, frames2 = (frame1[None], frame2[None]) if single else (frame1, frame2)
+  flow = predict_flows(_flow_fn(model, fill_radius, fill_color_sigma), variables, frames1, frames2,
+                       model.encoder.total_stride, mode, margin, coarse_factor)
   return flow[0] if single else flow
 
 

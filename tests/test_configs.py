@@ -69,6 +69,7 @@ def test_missing_config_file_is_named(tmp_path):
     ("data.pairs.full_image_margin", -8, "an integer >= 0"),
     ("eval.flow_margin", -8, "an integer >= 0"),
     ("eval.occlusion_fill.radius", -1, "an integer >= 0"),
+    ("eval.coarse_factor", 0, "an integer >= 1"),
     ("eval.occlusion_fill.color_sigma", 0.0, "a number > 0"),
     ("train.video_batch_size", 0, "must be > 0"),
     ("train.encoder_lr", -1e-3, "must be > 0"),

@@ -181,3 +181,54 @@ def test_fill_predictor_adds_its_own_epe_and_slope():
   baseline, _ = evaluate_pairs(None, None, pairs, 64, fill_predictor=filled)  # zero flow: nothing to fill
   assert "epe_filled" not in baseline
   assert "occlusions filled" in protocols.format_flow_table({"set": row})
+
+
+def _short_range_matcher(radius):
+  """A predictor that finds one integer translation per pair, searching only +-radius px (SSD over the
+  interior): like a network trained on short motions, it cannot report a longer one."""
+  def predict(frames1, frames2):
+    flows = []
+    for a, b in zip(frames1, frames2):
+      band = radius + 1
+      errors = {(u, v): np.mean((a[band:-band, band:-band] - np.roll(b, (-v, -u), axis=(0, 1))[band:-band, band:-band])**2)
+                for u in range(-radius, radius + 1) for v in range(-radius, radius + 1)}
+      flows.append(np.broadcast_to(np.asarray(min(errors, key=errors.get), np.float32), (*a.shape[:2], 2)))
+    return np.stack(flows)
+  return predict
+
+
+def test_coarse_to_fine_recovers_motion_beyond_the_matchers_range():
+  from scipy import ndimage
+  from mcjepa_jax.evaluate.flow_eval import coarse_to_fine
+  rng = np.random.default_rng(2)
+  texture = ndimage.gaussian_filter(rng.random((112, 112, 3)), (3, 3, 0)).astype(np.float32)
+  shift = (12, -8)  # (u, v) px: frame 2 is frame 1 moved right by 12 and up by 8
+  frame1 = texture[16:80, 16:80]
+  frame2 = texture[16 - shift[1]:80 - shift[1], 16 - shift[0]:80 - shift[0]]
+  matcher = _short_range_matcher(4)
+  plain = coarse_to_fine(matcher, frame1[None], frame2[None], 1)[0]
+  assert np.all(np.abs(plain) <= 4)  # out of range: the matcher cannot see it
+  flow = coarse_to_fine(matcher, frame1[None], frame2[None], 4)[0]
+  np.testing.assert_allclose(flow[20:44, 20:44], np.broadcast_to(shift, (24, 24, 2)), atol=0.25)
+  with pytest.raises(ValueError, match="integer >= 1"):
+    coarse_to_fine(matcher, frame1[None], frame2[None], 0)
+
+
+def test_coarse_to_fine_composes_the_residual_with_the_coarse_flow():
+  """r(x) + c(x + r(x)): with a coarse flow that varies along x, the residual's displacement matters."""
+  from mcjepa_jax.evaluate.flow_eval import coarse_to_fine
+  height, width = 16, 32
+  ramp = np.broadcast_to(np.linspace(0.0, 3.1, width, dtype=np.float32)[None, :, None], (height, width, 1))
+  coarse_field = np.concatenate([ramp, np.zeros_like(ramp)], axis=-1)
+
+  def predict(frames1, frames2):
+    if frames1.shape[1] < height:  # the coarse call: a field that upsamples to exactly `coarse_field` x 1
+      return np.asarray(resize_flow_field(coarse_field, frames1.shape[1:3]))[None]
+    return np.full((1, height, width, 2), [2.0, 0.0], np.float32)  # the residual: 2 px right
+
+  frames = np.zeros((1, height, width, 3), np.float32)
+  flow = coarse_to_fine(predict, frames, frames, 2)[0]
+  upsampled = resize_flow_field(np.asarray(resize_flow_field(coarse_field, (8, 16))), (height, width))
+  expected_u = 2.0 + np.interp(np.arange(width) + 2.0, np.arange(width), upsampled[0, :, 0])
+  np.testing.assert_allclose(flow[..., 0], np.broadcast_to(expected_u, (height, width)), atol=1e-5)
+  np.testing.assert_allclose(flow[..., 1], 0.0, atol=1e-6)

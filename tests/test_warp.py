@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from mcjepa_jax.ops import (bilinear_upsample_weights, convex_upsample, resize_flow, upsample_flow, warp,
-                            warp_with_mask)
+                            warp_edge, warp_with_mask)
 
 
-def torch_warp(x, flow):
+def torch_warp(x, flow, padding_mode="zeros"):
   """Reference: grid_sample at pixel (x + u, y + v), coordinates normalised by W-1, H-1."""
   x = x.permute(0, 3, 1, 2)
   _, _, height, width = x.shape
@@ -19,7 +19,7 @@ def torch_warp(x, flow):
   grid_x = 2.0 * (xs + flow[..., 0]) / (width - 1) - 1.0
   grid_y = 2.0 * (ys + flow[..., 1]) / (height - 1) - 1.0
   grid = torch.stack([grid_x, grid_y], dim=-1)
-  out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+  out = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
   return out.permute(0, 2, 3, 1)
 
 
@@ -37,6 +37,17 @@ def test_values_match_grid_sample():
   want = torch_warp(torch.from_numpy(x), torch.from_numpy(flow)).numpy()
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   assert np.any(got == 0.0)  # some samples are fully outside
+
+
+def test_edge_warp_matches_grid_sample_border_padding():
+  x, flow = random_inputs(3)
+  got = np.asarray(warp_edge(jnp.asarray(x), jnp.asarray(flow)))
+  want = torch_warp(torch.from_numpy(x), torch.from_numpy(flow), "border").numpy()
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # Samples far outside read the border pixel, never zero.
+  far = np.full_like(flow, 100.0)
+  np.testing.assert_array_equal(np.asarray(warp_edge(jnp.asarray(x), jnp.asarray(far))),
+                                np.broadcast_to(x[:, -1:, -1:], x.shape))
 
 
 def test_gradients_match_grid_sample():

@@ -19,6 +19,12 @@ FLOW_MARGIN = 4
 OCCLUSION_FILL_RADIUS = 11
 OCCLUSION_FILL_COLOR_SIGMA = 0.1
 
+# The real sample sets at full size are also evaluated coarse to fine from frames downscaled by this
+# factor (`flow_eval.coarse_to_fine`). Measured on the demo model (docs/benchmarks.md, table 14):
+# FlyingChairs 8.93 -> 4.54 EPE (zero flow 10.51), Sintel alley_1 clean 0.669 -> 0.560, RubberWhale
+# 0.348 -> 0.372.
+COARSE_FACTOR = 4
+
 
 def eval_defaults():
   """The `config.eval` ConfigDict of `configs/mcjepa_convnext_t.py`."""
@@ -28,6 +34,9 @@ def eval_defaults():
   # pair is evaluated at 1/8 for the same reason).
   config.chairs_reduction = 4
   config.flow_margin = FLOW_MARGIN
+  # > 1: the real sample sets of shared/data (full size) get a second row, predicted coarse to fine
+  # from frames downscaled by this factor, for motion longer than the training pairs' (1 = not).
+  config.coarse_factor = COARSE_FACTOR
   # radius > 0: every flow row also reports EPE and slope with occluded pixels filled from their
   # visible neighbours (a second forward pass per pair; 0 = only the network's flow).
   config.occlusion_fill = dict(radius=0, color_sigma=OCCLUSION_FILL_COLOR_SIGMA)
@@ -45,6 +54,11 @@ def eval_defaults():
 def flow_margin(eval_config):
   """`eval_config.flow_margin`; 0 for the settings of runs saved before it existed (evaluated without one)."""
   return eval_config.get("flow_margin", 0)
+
+
+def coarse_factor(eval_config):
+  """`eval_config.coarse_factor`; 1 (no coarse-to-fine rows) for runs saved before it existed."""
+  return eval_config.get("coarse_factor", 1)
 
 
 def occlusion_fill(eval_config):

@@ -3,7 +3,7 @@
 Flow EPE next to the zero-flow baseline and the least-squares slope on the
 held-out generated pairs, on scikit-image's bundled Middlebury `motorcycle`
 stereo pair (every install has it) and on the real samples of `shared/data`
-when present; the std of the content branch's embeddings (collapse check). Prints a table, writes eval.json and
+when present (also coarse to fine, `eval.coarse_factor`); the std of the content branch's embeddings (collapse check). Prints a table, writes eval.json and
 one picture per real set (enlarged for display).
 """
 
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from etils import epath
 
 from mcjepa_jax.data.pipeline import heldout_source, stack_samples
-from mcjepa_jax.evaluate.defaults import fill_predictor, flow_margin, occlusion_fill
+from mcjepa_jax.evaluate.defaults import coarse_factor, fill_predictor, flow_margin, occlusion_fill
 from mcjepa_jax.evaluate.flow_eval import evaluate_pairs
 from mcjepa_jax.evaluate.samples import default_data_root, load_pairs, motorcycle_pair, real_sample_sets, reduce_pair
 from mcjepa_jax.evaluate.visualize import enlarge_for_display, flow_panel, save_png
@@ -41,18 +41,23 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
       predictor, variables, ((s["frame1"], s["frame2"], s["flow"], None) for s in heldout), stride,
       margin=margin, fill_predictor=filled)[0]}
   pictures = epath.Path(workdir) / "pictures"
-  sets = {}
+  sets = {}  # row name -> (pairs(), coarse-to-fine factor)
   if config.eval.real_samples:
-    sets[f"motorcycle_stereo_1/{MOTORCYCLE_REDUCTION}"] = lambda: [motorcycle_pair(MOTORCYCLE_REDUCTION)]
+    sets[f"motorcycle_stereo_1/{MOTORCYCLE_REDUCTION}"] = (lambda: [motorcycle_pair(MOTORCYCLE_REDUCTION)], 1)
     root = config.eval.data_root or default_data_root()
-    for name, paths in (real_sample_sets(root) if root else {}).items():
-      sets[name] = lambda paths=paths: load_pairs(paths)
+    full_size = {name: lambda paths=paths: load_pairs(paths) for name, paths in
+                 (real_sample_sets(root) if root else {}).items()}
+    sets.update((name, (pairs, 1)) for name, pairs in full_size.items())
     reduction = config.eval.get("chairs_reduction", 0)
-    if reduction and "flyingchairs" in sets:
-      chairs = sets["flyingchairs"]
-      sets[f"flyingchairs_1/{reduction}"] = lambda: (reduce_pair(*pair, reduction) for pair in chairs())
-  for name, pairs in sets.items():
-    rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride, margin=margin, fill_predictor=filled)
+    if reduction and "flyingchairs" in full_size:
+      chairs = full_size["flyingchairs"]
+      sets[f"flyingchairs_1/{reduction}"] = (lambda: (reduce_pair(*pair, reduction) for pair in chairs()), 1)
+    factor = coarse_factor(config.eval)
+    if factor > 1:
+      sets.update((f"{name}_from_1/{factor}", (pairs, factor)) for name, pairs in full_size.items())
+  for name, (pairs, factor) in sets.items():
+    rows[name], first = evaluate_pairs(predictor, variables, pairs(), stride, margin=margin, fill_predictor=filled,
+                                       coarse_factor=factor)
     pictures.mkdir(parents=True, exist_ok=True)
     save_png(pictures / f"{name.replace('/', '_')}.png", enlarge_for_display(flow_panel(*first)))
 
@@ -64,6 +69,7 @@ def evaluate_run(config, model, variables, step, predictor, workdir):
   embedding_std = float(jnp.mean(jnp.std(embeddings, axis=0)))
 
   results = {"step": int(step), "flow_margin": margin, "occlusion_fill": occlusion_fill(config.eval),
+             "coarse_factor": coarse_factor(config.eval),
              "flow": rows, "embedding_std": embedding_std,
              "content_objective": model.content_objective}
   (epath.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
@@ -87,10 +93,10 @@ def format_table(results):
   """The evaluation results as a plain-text table."""
   filled = any("epe_filled" in row for row in results["flow"].values())
   lines = [f"Evaluation at step {results['step']}",
-           f"{'dataset':<28}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}{'EPE/zero':>10}{'slope':>8}"
+           f"{'dataset':<32}{'pairs':>6}{'EPE':>10}{'zero-flow EPE':>16}{'EPE/zero':>10}{'slope':>8}"
            + (f"{'| occlusions filled: EPE':>26}{'slope':>8}" if filled else "")]
   for name, row in results["flow"].items():
-    line = (f"{name:<28}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}"
+    line = (f"{name:<32}{row['pairs']:>6}{row['epe']:>10.3f}{row['zero_epe']:>16.3f}"
             f"{row['epe'] / row['zero_epe']:>10.2f}{row['slope']:>8.3f}")
     if "epe_filled" in row:
       line += f"{row['epe_filled']:>26.3f}{row['slope_filled']:>8.3f}"

@@ -11,6 +11,7 @@ import numpy as np
 
 from mcjepa_jax.evaluate.defaults import OCCLUSION_FILL_COLOR_SIGMA
 from mcjepa_jax.ops.occlusion import fill_occluded_flow
+from mcjepa_jax.ops.warp import warp_edge
 
 
 def endpoint_error(flow, gt, valid=None):
@@ -92,10 +93,54 @@ def to_stride_grid(frames, multiple, mode, margin=0):
   return padded, lambda flow: to_frames(flow)[:, margin:height - margin, margin:width - margin]
 
 
-def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad", margin=0):
-  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames of any size (`to_stride_grid` modes and margin)."""
-  grid, undo = to_stride_grid(np.stack([frame1, frame2]), multiple, mode, margin)
-  return undo(predictor(variables, grid[:1], grid[1:]))[0]
+def coarse_to_fine(predict, frames1, frames2, factor):
+  """Flow [B, H, W, 2] of frames [B, H, W, 3] whose motion is longer than the network has learned.
+
+  The network runs first on the frames downscaled by `factor` (antialiased),
+  where every motion is `factor` times shorter; that flow c, upsampled, warps
+  frame 2 towards frame 1 (edge-clamped, `ops.warp_edge`), and the network's
+  flow r on that pair is the full-resolution residual: the result is
+  r(x) + c(x + r(x)). The classical image-pyramid answer to motion beyond a
+  matcher's range: a model trained on 64-px crops with ~3 px of motion is
+  shrunk to a tenth of FlyingChairs' ~10 px at 384 x 512, but not at 1/4
+  size (docs/benchmarks.md, table 14).
+
+  Args:
+    predict: (frames1, frames2) -> [B, h, w, 2] flow at the frames' own size h x w (any size).
+    frames1, frames2: [B, H, W, 3] float frames.
+    factor: integer >= 1; 1 predicts once, at full resolution.
+
+  Returns:
+    numpy [B, H, W, 2] flow in pixels of the frames.
+  """
+  if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+    raise ValueError(f"coarse factor must be an integer >= 1 (1 = full resolution only), got {factor!r}")
+  if factor == 1:
+    return np.asarray(predict(frames1, frames2))
+  batch, height, width, channels = frames1.shape
+  size = (batch, max(1, round(height / factor)), max(1, round(width / factor)), channels)
+  small = lambda frames: np.asarray(jax.image.resize(jnp.asarray(frames, jnp.float32), size, "linear"))
+  coarse = np.stack([resize_flow_field(f, (height, width)) for f in np.asarray(predict(small(frames1), small(frames2)))])
+  warped = np.asarray(warp_edge(jnp.asarray(frames2, jnp.float32), jnp.asarray(coarse)))
+  residual = np.asarray(predict(frames1, warped), np.float32)
+  return residual + np.asarray(warp_edge(jnp.asarray(coarse), jnp.asarray(residual)))
+
+
+def predict_flows(predictor, variables, frames1, frames2, multiple, mode="pad", margin=0, coarse_factor=1):
+  """Forward flows [B, H, W, 2] of [B, H, W, 3] frame pairs of any size: the network on the stride grid
+  (`to_stride_grid` modes and margin), `coarse_to_fine` from frames downscaled by `coarse_factor`."""
+
+  def at_own_size(firsts, seconds):
+    grid, undo = to_stride_grid(np.concatenate([firsts, seconds]), multiple, mode, margin)
+    return undo(predictor(variables, grid[:len(firsts)], grid[len(firsts):]))
+
+  return coarse_to_fine(at_own_size, np.asarray(frames1), np.asarray(frames2), coarse_factor)
+
+
+def predict_flow(predictor, variables, frame1, frame2, multiple, mode="pad", margin=0, coarse_factor=1):
+  """Forward flow [H, W, 2] of one pair of [H, W, 3] frames (`predict_flows`)."""
+  return predict_flows(predictor, variables, np.asarray(frame1)[None], np.asarray(frame2)[None], multiple, mode,
+                       margin, coarse_factor)[0]
 
 
 def _slope_sums(flow, gt, valid=None):
@@ -117,7 +162,7 @@ def flow_metrics(flow, gt, valid=None):
   return {"epe": endpoint_error(flow, gt, valid), "fl": flow_outliers(flow, gt, valid)}
 
 
-def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0, fill_predictor=None):
+def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0, fill_predictor=None, coarse_factor=1):
   """EPE and Fl-all over an iterable of (frame1, frame2, gt_flow, valid[, regions]), with the zero-flow baseline.
 
   `regions` (optional) is {name: [H, W] bool}: EPE restricted to each region is
@@ -125,6 +170,8 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0, 
   `predictor=None` evaluates the zero flow only (for baselines).
   `fill_predictor` (optional, `make_flow_predictor` with a fill radius): the
   row also gets "epe_filled" and "slope_filled" of its flow.
+  `coarse_factor` > 1: every flow is predicted `coarse_to_fine` from frames
+  downscaled by that factor.
 
   Returns:
     (row, first): row is a dict with "epe", "fl" (means over pairs of the
@@ -137,14 +184,15 @@ def evaluate_pairs(predictor, variables, pairs, multiple, mode="pad", margin=0, 
   sums = {"slope": [0.0, 0.0], "slope_filled": [0.0, 0.0]}
   for frame1, frame2, gt, valid, *regions in pairs:
     flow = (np.zeros_like(gt) if predictor is None
-            else predict_flow(predictor, variables, frame1, frame2, multiple, mode, margin))
+            else predict_flow(predictor, variables, frame1, frame2, multiple, mode, margin, coarse_factor))
     zero = flow_metrics(np.zeros_like(gt), gt, valid)
     row = {**flow_metrics(flow, gt, valid), "zero_epe": zero["epe"], "zero_fl": zero["fl"]}
     for name, region in (regions[0] if regions else {}).items():
       row[f"epe_{name}"] = endpoint_error(flow, gt, region if valid is None else region & valid)
     predictions = {"slope": flow}
     if fill_predictor is not None and predictor is not None:
-      predictions["slope_filled"] = predict_flow(fill_predictor, variables, frame1, frame2, multiple, mode, margin)
+      predictions["slope_filled"] = predict_flow(fill_predictor, variables, frame1, frame2, multiple, mode, margin,
+                                                 coarse_factor)
       row["epe_filled"] = endpoint_error(predictions["slope_filled"], gt, valid)
     for name, prediction in predictions.items():
       pair_dot, pair_norm = _slope_sums(prediction, gt, valid)

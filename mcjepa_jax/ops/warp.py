@@ -97,6 +97,28 @@ def warp(x, flow):
   return warp_with_mask(x, flow)[0]
 
 
+def warp_edge(x, flow):
+  """Backward bilinear warp that reads the nearest border pixel outside the image.
+
+  Like PyTorch's `grid_sample(align_corners=True, padding_mode="border")`: the
+  sampling position (x + u, y + v) is clamped into the image. For frames
+  handed back to the network (`evaluate.flow_eval.coarse_to_fine`), which has
+  never seen the black band a zero-padded warp leaves.
+
+  Args:
+    x: [B, H, W, C]; flow: [B, H, W, 2] in pixels on the same grid.
+
+  Returns:
+    [B, H, W, C].
+  """
+  _, height, width, _ = flow.shape
+  xs = jnp.arange(width, dtype=flow.dtype)[None, None, :]
+  ys = jnp.arange(height, dtype=flow.dtype)[None, :, None]
+  clamped = jnp.stack([jnp.clip(xs + flow[..., 0], 0, width - 1) - xs,
+                       jnp.clip(ys + flow[..., 1], 0, height - 1) - ys], axis=-1)
+  return warp(x, clamped)
+
+
 def resize_flow(flow, size):
   """Bilinearly resizes a flow field and rescales its values to the new grid.
 
