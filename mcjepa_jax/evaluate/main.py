@@ -2,6 +2,7 @@
 
   python -m mcjepa_jax.evaluate.main --workdir DIR --data_root /datasets [--config configs/NAME.py] \
       [--tasks flow,davis,classify,segment] [--mode pad|resize] [--max_pairs N] [--davis_max_frames N]
+      [--coarse_factor N]
       [--classify_train DIR --classify_test DIR]  [--segment_root VOC_ROOT] [--out FILE]
 
 DIR is a training workdir (its newest checkpoint; parameters only, so the
@@ -39,6 +40,8 @@ _MODE = flags.DEFINE_enum("mode", "pad", ["pad", "resize"], "Frames to a multipl
                           "or by resizing (flow rescaled back exactly).")
 _MAX_PAIRS = flags.DEFINE_integer("max_pairs", None, "Evaluate at most this many pairs per flow dataset.")
 _DAVIS_FRAMES = flags.DEFINE_integer("davis_max_frames", None, "Use at most this many frames per DAVIS video.")
+_COARSE = flags.DEFINE_integer("coarse_factor", 1, "Predict every flow coarse to fine from frames downscaled this "
+                               "many times (flow_eval.coarse_to_fine; 1 = at full size only).", lower_bound=1)
 _CLASSIFY_TRAIN = flags.DEFINE_string("classify_train", None, "Labelled image folder to fit the probe on.")
 _CLASSIFY_TEST = flags.DEFINE_string("classify_test", None, "Labelled image folder to score the probe on.")
 _SEGMENT_ROOT = flags.DEFINE_string("segment_root", None, "VOC-layout root for the segmentation probe.")
@@ -62,11 +65,12 @@ def eval_config(config, workdir):
 
 
 def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max_frames=None, baseline=False,
-        classify=None, segment_root=None, out=None):
+        classify=None, segment_root=None, out=None, coarse_factor=1):
   """Runs the protocols; returns the results dict (also written to `out`, default workdir/eval_protocols.json).
 
   config: the training ConfigDict or None (see the module docstring).
   classify: optional (train folder, test folder) for the classification probe.
+  coarse_factor: > 1 predicts every flow coarse to fine (`flow_eval.coarse_to_fine`).
   """
   from mcjepa_jax.data.datasets import ImageFolder, SegmentationFolder  # pylint: disable=g-import-not-at-top
   from mcjepa_jax.evaluate import davis, probes, protocols  # pylint: disable=g-import-not-at-top
@@ -94,11 +98,12 @@ def run(config, workdir, data_root, tasks, mode="pad", max_pairs=None, davis_max
     model, variables, step = loaded.model, loaded.variables, loaded.step
     predictor, filled = make_flow_predictor(model), fill_predictor(model, cfg)
   margin = flow_margin(cfg)
-  results = {"checkpoint_step": step, "mode": mode, "flow_margin": margin, "occlusion_fill": occlusion_fill(cfg)}
+  results = {"checkpoint_step": step, "mode": mode, "flow_margin": margin, "occlusion_fill": occlusion_fill(cfg),
+             "coarse_factor": coarse_factor}
   if "flow" in tasks:
     multiple = model.encoder.total_stride if model is not None else 64
     results["flow"] = protocols.evaluate_flow_sets(specs, predictor, variables, multiple, mode, max_pairs, margin,
-                                                   filled)
+                                                   filled, coarse_factor)
     print(protocols.format_flow_table(results["flow"], baseline), flush=True)
   if "davis" in tasks and os.path.isdir(davis_root):
     davis_cfg = cfg.davis
@@ -141,7 +146,7 @@ def main(argv):
   try:
     run(_CONFIG.value, _WORKDIR.value, _DATA_ROOT.value, _TASKS.value, _MODE.value, _MAX_PAIRS.value,
         _DAVIS_FRAMES.value, _BASELINE.value, (_CLASSIFY_TRAIN.value, _CLASSIFY_TEST.value), _SEGMENT_ROOT.value,
-        _OUT.value)
+        _OUT.value, _COARSE.value)
   except (ModelLoadError, FileNotFoundError, ValueError) as e:
     raise SystemExit(f"evaluate: {e}") from None
 

@@ -16,11 +16,11 @@ from mcjepa_jax.evaluate.flow_eval import evaluate_pairs, pad_to_multiple
 
 
 def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0,
-                         fill_predictor=None):
+                         fill_predictor=None, coarse_factor=1):
   """Mean per-pair EPE / Fl-all (and Sintel matched/unmatched EPE) of one source with ground truth.
 
   `predictor=None` evaluates the zero flow; `mode` and `margin` as `flow_eval.to_stride_grid`;
-  `fill_predictor` as `flow_eval.evaluate_pairs`.
+  `fill_predictor` and `coarse_factor` as `flow_eval.evaluate_pairs`.
   """
   def pairs():
     for index in range(len(source) if max_pairs is None else min(max_pairs, len(source))):
@@ -35,18 +35,18 @@ def evaluate_flow_source(source, predictor, variables, multiple, mode="pad", max
           regions = {"matched": usable & ~occluded, "unmatched": usable & occluded}
       yield sample["frame1"], sample["frame2"], sample["flow"], valid, regions
 
-  return evaluate_pairs(predictor, variables, pairs(), multiple, mode, margin, fill_predictor)[0]
+  return evaluate_pairs(predictor, variables, pairs(), multiple, mode, margin, fill_predictor, coarse_factor)[0]
 
 
 def evaluate_flow_sets(specs, predictor, variables, multiple, mode="pad", max_pairs=None, margin=0,
-                       fill_predictor=None):
+                       fill_predictor=None, coarse_factor=1):
   """{name: row} for config entries dict(name=..., root=..., [label=...], [constructor arguments])."""
   rows = {}
   for spec in specs:
     spec = dict(spec)
     label = spec.pop("label", None) or spec["name"]
     rows[label] = evaluate_flow_source(make_flow_source(spec), predictor, variables, multiple, mode, max_pairs,
-                                        margin, fill_predictor)
+                                        margin, fill_predictor, coarse_factor)
   return rows
 
 
