@@ -278,7 +278,7 @@ def predict_flow(model, variables, frame1, frame2, mode="pad", margin=FLOW_MARGI
     coarse_factor: integer > 1 predicts first on frames downscaled by it, then
       the residual at full resolution (`evaluate.flow_eval.coarse_to_fine`):
       for motion much longer than the training pairs' (the demo model on
-      FlyingChairs at full size: EPE 8.93 -> 4.54 with 4, docs/benchmarks.md table 14).
+      FlyingChairs at full size: EPE 8.93 -> 4.48 with 4, docs/benchmarks.md table 14).
 
   Returns:
     numpy [H, W, 2] (or [B, H, W, 2]) flow (u, v) in pixels of the input frames.

@@ -20,9 +20,9 @@ OCCLUSION_FILL_RADIUS = 11
 OCCLUSION_FILL_COLOR_SIGMA = 0.1
 
 # The real sample sets at full size are also evaluated coarse to fine from frames downscaled by this
-# factor (`flow_eval.coarse_to_fine`). Measured on the demo model (docs/benchmarks.md, table 14):
-# FlyingChairs 8.93 -> 4.54 EPE (zero flow 10.51), Sintel alley_1 clean 0.669 -> 0.560, RubberWhale
-# 0.348 -> 0.372.
+# factor (`flow_eval.coarse_to_fine`). Measured on the 1,600-step demo model over factors 1-8
+# (docs/benchmarks.md, table 14), 4 the best on every set: FlyingChairs 8.93 -> 4.48 EPE (zero flow
+# 10.51), Sintel alley_1 clean 0.669 -> 0.549, RubberWhale 0.348 -> 0.304.
 COARSE_FACTOR = 4
 
 
