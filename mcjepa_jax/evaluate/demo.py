@@ -3,8 +3,9 @@
 Flow EPE next to the zero-flow baseline and the least-squares slope on the
 held-out generated pairs, on scikit-image's bundled Middlebury `motorcycle`
 stereo pair (every install has it) and on the real samples of `shared/data`
-when present (also coarse to fine, `eval.coarse_factor`); the std of the content branch's embeddings (collapse check). Prints a table, writes eval.json and
-one picture per real set (enlarged for display).
+when present (also coarse to fine, `eval.coarse_factor`); the std of the
+content branch's embeddings (collapse check). Prints a table, writes eval.json
+and one picture per real set (enlarged for display).
 """
 
 import json
