@@ -62,7 +62,7 @@ def get_config(arg=None):
     config.loss.selfsup.update(weight=0.5, occluders=2)
   # 2,400 steps, measured against 1,600 on two seeds (docs/benchmarks.md, table 15): held-out EPE 1.237 ->
   # 1.174 and 1.231 -> 1.198, slope over 512 held-out pairs of 8 seeds 0.776 -> 0.790 and 0.779 -> 0.791,
-  # every real pair better on both; 3,200 steps go on to 0.797 (about 13 minutes on this machine kind).
+  # every real pair better on both; 3,200 steps go on to 0.797 (an estimated 13 minutes alone here).
   # Beside the network's flow, the end-of-training table shows it with occluded pixels filled from their
   # visible neighbours (a post-process, `ops.fill_occluded_flow`; docs/benchmarks.md, table 13).
   config.eval.occlusion_fill.radius = OCCLUSION_FILL_RADIUS
