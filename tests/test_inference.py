@@ -278,6 +278,17 @@ def test_infer_fill_occlusions_is_the_filled_prediction(exported, tmp_path):
   np.testing.assert_allclose(read_flo(str(tmp_path / "out" / "one.flo"))[0], expected, atol=1e-5)
 
 
+def test_infer_coarse_factor_is_the_coarse_to_fine_prediction(exported, tmp_path):
+  from mcjepa_jax.data.formats import read_flo
+  frame1, frame2 = ((f * 255).round().astype(np.uint8) for f in _frames())
+  paths = [_save(tmp_path / "one.png", frame1), _save(tmp_path / "two.png", frame2)]
+  assert _infer("flow", "--model", exported[0], *paths, "--out", tmp_path / "out", "--coarse_factor", 2) == 0
+  model, variables = load_pretrained(exported[0])
+  expected = predict_flow(model, variables, frame1, frame2, coarse_factor=2)
+  np.testing.assert_allclose(read_flo(str(tmp_path / "out" / "one.flo"))[0], expected, atol=1e-5)
+  assert np.abs(expected - predict_flow(model, variables, frame1, frame2)).max() > 1e-3  # a different prediction
+
+
 @pytest.mark.parametrize("case", ["different_sizes", "single_image", "missing_file", "corrupt_file",
                                   "empty_model", "bad_video"])
 def test_infer_bad_input_is_one_message_and_writes_nothing(exported, tmp_path, capsys, case):
