@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mcjepa_jax.data.augment import augment_pair
+from mcjepa_jax.data.augment import augment_pair, resized_crop, shift_hue
 from mcjepa_jax.data.pipeline import TrainInput
 from mcjepa_jax.data.synthetic import SyntheticChairs
 from mcjepa_jax.ops import warp
@@ -137,6 +137,33 @@ def test_wide_frames_get_the_crop_s_colour_jitter():
   for n in (1, 2):
     np.testing.assert_array_equal(out[f"wide{n}"][8:24, 8:24], out[f"frame{n}"])
   assert not np.allclose(out["frame1"], augment_pair(np.random.default_rng(1), sample, _pair_cfg(8, 0.0))["frame1"])
+
+
+@pytest.mark.parametrize("box,size", [((3, 5, 50, 40), (64, 64)), ((0, 0, 30, 28), (45, 50)),
+                                      ((10, 2, 7, 9), (16, 16)), ((29, 27, 1, 1), (3, 3)), ((-4, 20, 12, 12), (8, 8))])
+def test_resized_crop_matches_map_coordinates(box, size):
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(1).uniform(size=(30, 28, 2))
+  top, left, height, width = box
+  ys = top + (np.arange(size[0]) + 0.5) * height / size[0] - 0.5
+  xs = left + (np.arange(size[1]) + 0.5) * width / size[1] - 0.5
+  grid = np.meshgrid(ys, xs, indexing="ij")
+  expected = np.stack([ndimage.map_coordinates(image[..., c], grid, order=1, mode="nearest") for c in range(2)], -1)
+  np.testing.assert_allclose(resized_crop(image, box, size), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [-0.5, -0.1, 0.03, 0.25, 0.5])
+def test_hue_shift_matches_skimage_hsv_round_trip(shift):
+  from skimage import color  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(0).uniform(size=(16, 16, 3))
+  image[:3] = image[:3, :, :1]  # grey pixels: no hue
+  image[3:6, :, 1] = image[3:6, :, 0]  # red and green tie for the maximum
+  image[6, :, 2] = 1.0
+  image[7] = 0.0
+  hsv = color.rgb2hsv(image)
+  hsv[..., 0] = (hsv[..., 0] + shift) % 1.0
+  np.testing.assert_allclose(shift_hue(image, shift), color.hsv2rgb(hsv), atol=1e-12)
+  np.testing.assert_allclose(shift_hue(image.astype(np.float32), shift), color.hsv2rgb(hsv), atol=2e-6)
 
 
 def test_pipeline_batches_carry_the_wide_frames(tiny_config):
