@@ -55,7 +55,7 @@ def get_config(arg=None):
     # 0.790 / 0.791 for bilinear upsampling (each model's own 64 pairs: 0.830 / 0.824 / 0.804 against
     # 0.809 / 0.788), the EPE a few hundredths higher (mean 1.284 vs 1.255), real pairs within the spread
     # of retrainings; 18 % more per step alone (0.139 -> 0.164 s), paid for by the lighter input
-    # pipeline. The 32-wide mask of table 10 gives the same slope for twice the extra time.
+    # pipeline. The 32-wide mask of table 10 gives the same slope for almost twice the extra time.
     config.model.flow_head.update(upsample="convex", upsample_width=16)
   config.loss.content_weight = 1.0
   if not arg.paper:

@@ -140,7 +140,8 @@ def test_wide_frames_get_the_crop_s_colour_jitter():
 
 
 @pytest.mark.parametrize("box,size", [((3, 5, 50, 40), (64, 64)), ((0, 0, 30, 28), (45, 50)),
-                                      ((10, 2, 7, 9), (16, 16)), ((29, 27, 1, 1), (3, 3)), ((-4, 20, 12, 12), (8, 8))])
+                                      ((10, 2, 7, 9), (16, 16)), ((29, 27, 1, 1), (3, 3)),
+                                      ((-4, 20, 12, 12), (8, 8))])  # the last two read beyond the image
 def test_resized_crop_matches_map_coordinates(box, size):
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
   image = np.random.default_rng(1).uniform(size=(30, 28, 2))
@@ -148,7 +149,8 @@ def test_resized_crop_matches_map_coordinates(box, size):
   ys = top + (np.arange(size[0]) + 0.5) * height / size[0] - 0.5
   xs = left + (np.arange(size[1]) + 0.5) * width / size[1] - 0.5
   grid = np.meshgrid(ys, xs, indexing="ij")
-  expected = np.stack([ndimage.map_coordinates(image[..., c], grid, order=1, mode="nearest") for c in range(2)], -1)
+  expected = np.stack([ndimage.map_coordinates(image[..., c], grid, order=1, mode="nearest")
+                       for c in range(2)], axis=-1)
   np.testing.assert_allclose(resized_crop(image, box, size), expected, atol=1e-12)
 
 
