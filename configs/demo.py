@@ -52,10 +52,11 @@ def get_config(arg=None):
     config.data.pairs.full_image_margin = 8
     # Our choice (docs/benchmarks.md, table 16): RAFT's convex upsampling with a 16-wide mask network.
     # Over three 2,400-step trainings the slope over 512 held-out pairs is 0.803 / 0.797 / 0.803 against
-    # 0.790 / 0.791 for bilinear upsampling (each model's own 64 pairs: 0.830 / 0.824 / 0.804 against
-    # 0.809 / 0.788), the EPE a few hundredths higher (mean 1.284 vs 1.255), real pairs within the spread
-    # of retrainings; 18 % more per step alone (0.139 -> 0.164 s), paid for by the lighter input
-    # pipeline. The 32-wide mask of table 10 gives the same slope for almost twice the extra time.
+    # 0.790 / 0.791 / 0.785 / 0.786 in four with bilinear upsampling (each model's own 64 pairs: 0.830 /
+    # 0.824 / 0.804 against 0.809 / 0.788 / 0.809 / 0.775); the price: EPE a few hundredths higher (mean
+    # 1.284 vs 1.262), real pairs a little worse on average (Sintel clean 0.64 vs 0.60), 18 % more per
+    # step alone (0.139 -> 0.164 s, paid for by the lighter input pipeline). The 32-wide mask of
+    # table 10 gives the same slope for almost twice the extra time.
     config.model.flow_head.update(upsample="convex", upsample_width=16)
   config.loss.content_weight = 1.0
   if not arg.paper:
