@@ -28,7 +28,8 @@ def brute_force_correlation(a, b, radius):
 
 # "pallas" runs the Pallas kernels in the interpreter here (the CPU backend has no Pallas compiler).
 @pytest.mark.parametrize("impl", ["slices", "banded", "auto", "pallas"])
-@pytest.mark.parametrize("shape,radius", [((2, 7, 9, 5), 2), ((1, 5, 4, 3), 4), ((1, 1, 3, 2), 1)])
+# Width 37: the banded form's 32-pixel blocks plus a last block completed by zero columns.
+@pytest.mark.parametrize("shape,radius", [((2, 7, 9, 5), 2), ((1, 5, 4, 3), 4), ((1, 1, 3, 2), 1), ((1, 3, 37, 4), 2)])
 def test_matches_brute_force_including_borders(shape, radius, impl):
   rng = np.random.default_rng(0)
   a = rng.normal(size=shape).astype(np.float32)
@@ -60,6 +61,28 @@ def test_gradient_matches_finite_differences(impl):
     grad_a = jax.grad(loss)(a, b)
     numeric = (loss(a + 1e-6 * direction, b) - loss(a - 1e-6 * direction, b)) / 2e-6
     np.testing.assert_allclose(float(jnp.sum(grad_a * direction)), float(numeric), rtol=1e-6)
+
+
+def autodiff_reference(a, b, radius):
+  """The cost volume as plain jnp slices, differentiated by JAX (no custom backward pass)."""
+  _, height, width, channels = a.shape
+  padded = jnp.pad(b, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
+  side = 2 * radius + 1
+  return jnp.stack([jnp.sum(a * padded[:, dy:dy + height, dx:dx + width], axis=-1)
+                    for dy in range(side) for dx in range(side)], axis=-1) / channels
+
+
+@pytest.mark.parametrize("impl", ["slices", "banded"])
+def test_shared_backward_matches_autodiff_of_the_slices(impl):
+  # The written-out backward pass against JAX's own derivative of the plain formula, on a row wider
+  # than one banded block and not a multiple of it.
+  rng = np.random.default_rng(3)
+  a, b = (jnp.asarray(rng.normal(size=(2, 4, 37, 6)), jnp.float32) for _ in range(2))
+  weights = jnp.asarray(rng.normal(size=(2, 4, 37, 49)), jnp.float32)
+  got = jax.grad(lambda a, b: jnp.sum(correlation(a, b, 3, impl) * weights), argnums=(0, 1))(a, b)
+  want = jax.grad(lambda a, b: jnp.sum(autodiff_reference(a, b, 3) * weights), argnums=(0, 1))(a, b)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
 
 
 def test_normalized_pair_has_joint_unit_moments_and_scale_free_costs():
