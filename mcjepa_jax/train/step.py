@@ -172,7 +172,9 @@ def make_train_step(model, optimizer, config):
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
     metrics = dict(terms)
-    metrics["grad_norm"] = _global_norm(grads)
+    # Behind a barrier XLA cannot share the squares with Adam's second moment: shared, the squares
+    # of every gradient were written out as arrays (on the CPU the paper step's 175 M; docs/benchmarks.md).
+    metrics["grad_norm"] = _global_norm(jax.lax.optimization_barrier(grads))
     metrics["flow_on"], metrics["vc_scale"], metrics["occlusion_strength"] = schedules
     metrics.update(skipped_update_metrics(opt_state, config.train))
     ema = state.ema
