@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from skimage import data, transform
 
@@ -56,6 +57,17 @@ def test_flow_loss_decreases_and_flow_finds_the_translation(setup):
   interior = np.asarray(video["flow"])[:, 8:-8, 8:-8].mean(axis=(1, 2))
   np.testing.assert_allclose(interior[0], [SHIFT_X, SHIFT_Y], atol=1.0)   # forward
   np.testing.assert_allclose(interior[2], [-SHIFT_X, -SHIFT_Y], atol=1.0)  # backward
+
+
+def test_grad_norm_metric_is_the_norm_of_the_gradient(setup):
+  # After one step from zero, Adam's first moment is (1 - b1) * g: the gradient seen from the optimizer.
+  _, _, batch, state, step = setup
+  new_state, metrics = step(state, batch)
+  is_adam = lambda x: isinstance(x, optax.ScaleByAdamState)
+  moments = [s.mu for s in jax.tree_util.tree_leaves(new_state.opt_state, is_leaf=is_adam) if is_adam(s)]
+  squares = sum(float(jnp.sum(jnp.square(m))) for m in jax.tree_util.tree_leaves(moments))
+  assert squares > 0
+  np.testing.assert_allclose(float(metrics["grad_norm"]), np.sqrt(squares) / (1 - 0.9), rtol=1e-4)
 
 
 def test_schedules_switch_flow_vc_and_occlusion(tiny_config):
