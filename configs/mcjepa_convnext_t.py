@@ -81,6 +81,11 @@ def get_config(arg=None):
       # matmul to 9 x 2 channels and 9 shifted slices summed) or "auto" (taps on the CPU, where the
       # 531 -> 2 convolution ran at ~10 GFLOP/s: 154 -> 54 ms with its gradients; conv elsewhere).
       predict_impl="auto",
+      # The kernel gradient of the estimators' and context network's convolutions (models/flow_head.py,
+      # same values): "conv" (XLA's), "matmul_grad" (one matmul over the flattened padded grid) or "auto"
+      # (matmul_grad on the CPU for undilated convolutions of >= 4x as many inputs as outputs: the paper
+      # step at the issue-14 shapes 2.196 -> 1.988 s/step).
+      conv_impl="auto",
   )
   # Factor on the content loss's gradient leaving each pyramid level (1-6) down the encoder:
   # 1 everywhere is the paper. Our choice: 0 at levels 1-2, so the stem that the finest cost

@@ -7,7 +7,8 @@ train something else than intended (a weight list of the wrong length).
 
 from mcjepa_jax.evaluate.defaults import coarse_factor, flow_margin, occlusion_fill
 from mcjepa_jax.models.convnext import DEPTHWISE_IMPLS
-from mcjepa_jax.models.flow_head import FEATURE_NORMALIZATIONS as NORMALIZE_FEATURES, PREDICT_IMPLS, UPSAMPLINGS
+from mcjepa_jax.models.flow_head import (CONV_IMPLS, FEATURE_NORMALIZATIONS as NORMALIZE_FEATURES, PREDICT_IMPLS,
+                                         UPSAMPLINGS)
 from mcjepa_jax.models.mcjepa import CONTENT_OBJECTIVES, DTYPES
 from mcjepa_jax.models.pyramid import REMAT_POLICIES
 from mcjepa_jax.models.vit import POSEMBS
@@ -119,6 +120,8 @@ def validate_config(config):
     _fail("model.flow_head.corr_impl", head.corr_impl, f"known: {', '.join(CORRELATION_IMPLS)}")
   if head.get("predict_impl", "conv") not in PREDICT_IMPLS:
     _fail("model.flow_head.predict_impl", head.predict_impl, f"known: {', '.join(PREDICT_IMPLS)}")
+  if head.get("conv_impl", "conv") not in CONV_IMPLS:
+    _fail("model.flow_head.conv_impl", head.conv_impl, f"known: {', '.join(CONV_IMPLS)}")
   if model.get("remat", "none") not in REMATS:
     _fail("model.remat", model.remat, f"known: {', '.join(REMATS)}")
   levels = tuple(head.levels)

@@ -78,6 +78,7 @@ def test_missing_config_file_is_named(tmp_path):
     ("model.flow_head.upsample", "nearest", "known: bilinear, convex"),
     ("model.flow_head.refine_passes", -1, "must be >= 0"),
     ("model.flow_head.predict_impl", "fft", "known: auto, conv, taps"),
+    ("model.flow_head.conv_impl", "fft", "known: auto, conv, matmul_grad"),
 ])
 def test_impossible_config_values_are_named_before_anything_compiles(tiny_config, key, value, message):
   from mcjepa_jax.config_checks import validate_config

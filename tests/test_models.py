@@ -160,6 +160,47 @@ def test_flow_prediction_as_taps_equals_the_convolution_in_values_and_gradients(
     FlowPrediction("fft").init(jax.random.key(0), x)
 
 
+@pytest.mark.parametrize("shape,features", [((2, 7, 9, 20), 4), ((1, 5, 6, 6), 5)])
+def test_matmul_kernel_gradient_equals_the_convolutions(shape, features):
+  """`HeadConv("matmul_grad")`: nn.Conv's parameters and forward values, and the gradients XLA takes of
+  the convolution itself (inputs, kernel, bias), borders and several images included."""
+  from mcjepa_jax.models.flow_head import HeadConv
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  reference = nn.Conv(features, (3, 3), padding="SAME", name="conv0")
+  matmul = HeadConv(features, (3, 3), padding="SAME", impl="matmul_grad", name="conv0")
+  variables = reference.init(jax.random.key(0), x)
+  # Same initialisation and layout: checkpoints load into either.
+  for a, b in zip(jax.tree_util.tree_leaves(matmul.init(jax.random.key(0), x)), jax.tree_util.tree_leaves(variables)):
+    np.testing.assert_array_equal(a, b)
+  variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)  # a non-zero bias
+  np.testing.assert_array_equal(matmul.apply(variables, x), reference.apply(variables, x))
+  weights = jnp.asarray(rng.normal(size=shape[:3] + (features,)), jnp.float32)
+  loss = lambda module: lambda v, x: jnp.sum(jnp.tanh(module.apply(v, x)) * weights)
+  got = jax.grad(loss(matmul), argnums=(0, 1))(variables, x)
+  want = jax.grad(loss(reference), argnums=(0, 1))(variables, x)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  # bfloat16 compute, float32 parameters: the kernel gradient comes back float32, near float32's.
+  half = HeadConv(features, (3, 3), padding="SAME", impl="matmul_grad", dtype=jnp.bfloat16)
+  half_grads = jax.grad(loss(half), argnums=0)({"params": variables["params"]}, x)
+  assert half_grads["params"]["kernel"].dtype == jnp.float32
+  want_kernel = want[0]["params"]["kernel"]
+  np.testing.assert_allclose(half_grads["params"]["kernel"], want_kernel, rtol=0.05,
+                             atol=0.02 * float(jnp.abs(want_kernel).max()))
+
+
+def test_auto_conv_takes_the_matmul_gradient_only_where_it_pays():
+  from mcjepa_jax.models.flow_head import HeadConv
+  x = jnp.ones((1, 4, 4, 16))
+  uses_matmul = lambda conv: "custom_vjp" in str(jax.make_jaxpr(lambda v: conv.apply(v, x))(conv.init(jax.random.key(0), x)))
+  assert uses_matmul(HeadConv(4, (3, 3), padding="SAME", impl="auto")) == (jax.default_backend() == "cpu")
+  assert not uses_matmul(HeadConv(8, (3, 3), padding="SAME", impl="auto"))  # 16 -> 8: XLA's is faster
+  assert not uses_matmul(HeadConv(4, (3, 3), kernel_dilation=(2, 2), padding="SAME", impl="matmul_grad"))
+  with pytest.raises(ValueError, match="conv_impl='fft'"):
+    HeadConv(4, (3, 3), impl="fft").init(jax.random.key(0), x)
+
+
 def test_expander_on_both_views_at_once_equals_one_call_per_view():
   """The views share each Linear pass but keep their own BatchNorm statistics: outputs and the
   running statistics equal two separate calls (VICReg's projector applied to each view)."""

@@ -11,6 +11,7 @@ upsampled to the input resolution.
 from typing import Any, Sequence
 
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +23,11 @@ from mcjepa_jax.ops.warp import bilinear_upsample_weights, convex_upsample, resi
 
 
 PREDICT_IMPLS = ("auto", "conv", "taps")
+CONV_IMPLS = ("auto", "conv", "matmul_grad")
+# "auto" takes the matmul kernel gradient for undilated convolutions from this many input channels per
+# output channel (paper step: 435 -> 64, 499 -> 32, 533 -> 128); below it building the shifted copies of
+# the output gradient costs more than XLA:CPU's own kernel gradient (e.g. 211 -> 128: 83 vs 44 ms).
+_MATMUL_GRAD_MIN_RATIO = 4
 
 
 def conv3x3_taps(x, kernel):
@@ -41,6 +47,78 @@ def conv3x3_taps(x, kernel):
   per_tap = kernel.transpose(2, 0, 1, 3).reshape(channels, 9, outputs)
   taps = jnp.einsum("bhwc,cko->bhwko", padded, per_tap, preferred_element_type=jnp.float32)
   return sum(taps[:, dy:dy + height, dx:dx + width, 3 * dy + dx] for dy in range(3) for dx in range(3))
+
+
+def _conv3x3(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_vjp
+def conv3x3_matmul_grad(x, kernel):
+  """SAME 3 x 3 convolution [B, H, W, C] x [3, 3, C, O] -> [B, H, W, O] whose kernel gradient is one matmul.
+
+  Forward pass and input gradient are XLA's. The kernel gradient, dK[a, b] = sum_p x[p + (a, b) - 1]
+  dy[p], is taken over the zero-padded grid flattened to rows, where a tap's shift is a row offset:
+  dK = x_rows^T [dy_rows shifted by each of the 9 offsets, side by side], one [C, R] x [R, 9 O] matmul.
+  On XLA:CPU its own kernel gradient of a convolution with many more inputs than outputs runs at
+  about a third of the matmul rate (docs/benchmarks.md).
+  """
+  return _conv3x3(x, kernel)
+
+
+def _conv3x3_forward(x, kernel):
+  return _conv3x3(x, kernel), (x, kernel)
+
+
+def _conv3x3_backward(residuals, grad_y):
+  x, kernel = residuals
+  batch, height, width, channels = x.shape
+  outputs = grad_y.shape[-1]
+  # XLA's input gradient; transposed rather than `jax.vjp`'d, which would also trace a forward pass.
+  grad_x, = jax.linear_transpose(lambda a: _conv3x3(a, kernel), x)(grad_y)
+  padded_width = width + 2
+  rows = batch * (height + 2) * padded_width
+  margin = padded_width + 1  # the largest row offset of a tap
+  x_rows = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(rows, channels)
+  grad_rows = jnp.pad(grad_y, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(rows, outputs)
+  grad_rows = jnp.pad(grad_rows, ((margin, margin), (0, 0)))
+  # Padded-grid pixels of dy are zero, so a shift never mixes rows or images.
+  offsets = [(dy - 1) * padded_width + (dx - 1) for dy in range(3) for dx in range(3)]
+  shifted = jnp.concatenate([grad_rows[margin - offset:margin - offset + rows] for offset in offsets], axis=-1)
+  grad_kernel = jnp.matmul(x_rows.T, shifted, preferred_element_type=jnp.float32)
+  grad_kernel = grad_kernel.reshape(channels, 3, 3, outputs).transpose(1, 2, 0, 3)
+  return grad_x, grad_kernel.astype(kernel.dtype)
+
+
+conv3x3_matmul_grad.defvjp(_conv3x3_forward, _conv3x3_backward)
+
+
+class HeadConv(nn.Conv):
+  """`nn.Conv` (same parameters, same forward values) whose 3 x 3 undilated form can take its kernel
+  gradient as one matmul (`conv3x3_matmul_grad`).
+
+  impl: "conv" (`nn.Conv`), "matmul_grad" (where the convolution is 3 x 3 and undilated) or "auto"
+  (matmul_grad on the CPU backend from `_MATMUL_GRAD_MIN_RATIO` input channels per output channel).
+  """
+  impl: str = "conv"
+
+  @nn.compact
+  def __call__(self, inputs):
+    if self.impl not in CONV_IMPLS:
+      raise ValueError(f"config.model.flow_head.conv_impl={self.impl!r}: known {', '.join(CONV_IMPLS)}")
+    dilation = self.kernel_dilation or 1
+    dilation = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+    suited = tuple(self.kernel_size) == (3, 3) and dilation == (1, 1) and self.padding == "SAME"
+    if self.impl == "auto":
+      wide = inputs.shape[-1] >= _MATMUL_GRAD_MIN_RATIO * self.features
+      suited = suited and wide and jax.default_backend() == "cpu"
+    if self.impl == "conv" or not suited:
+      return super().__call__(inputs)
+    kernel = self.param("kernel", self.kernel_init, (3, 3, inputs.shape[-1], self.features), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    y = conv3x3_matmul_grad(inputs, kernel)
+    return y if bias is None else y + bias
 
 
 class FlowPrediction(nn.Module):
@@ -86,13 +164,14 @@ class ConvStack(nn.Module):
   norm_eps: float
   dtype: Any = jnp.float32
   predict_impl: str = "conv"
+  conv_impl: str = "conv"
 
   @nn.compact
   def __call__(self, x):
     x = x.astype(self.dtype)
     for i, (width, dilation) in enumerate(zip(self.widths, self.dilations)):
-      y = nn.Conv(width, (3, 3), kernel_dilation=(dilation, dilation), padding="SAME", dtype=self.dtype,
-                  name=f"conv{i}")(x)
+      y = HeadConv(width, (3, 3), kernel_dilation=(dilation, dilation), padding="SAME", dtype=self.dtype,
+                   impl=self.conv_impl, name=f"conv{i}")(x)
       # The paper reports that training collapses without these LayerNorms.
       if self.layer_norm:
         y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name=f"norm{i}")(y)
@@ -213,6 +292,8 @@ class PWCFlowHead(nn.Module):
     corr_impl: the cost volume's formulation (`ops.correlation`; same values).
     predict_impl: the formulation of the convolutions to 2 flow channels
       (`FlowPrediction`; same values).
+    conv_impl: the kernel gradient of the estimators' and context network's other
+      convolutions (`HeadConv`; same values).
   """
   levels: Sequence[int]
   corr_radius: int
@@ -237,6 +318,7 @@ class PWCFlowHead(nn.Module):
   remat: str = "none"
   corr_impl: str = "slices"
   predict_impl: str = "conv"
+  conv_impl: str = "conv"
 
   def _adapt(self, level, source, target):
     """Level-`level` matching features of both frames (one set of weights per level), in float32:
@@ -337,7 +419,7 @@ class PWCFlowHead(nn.Module):
       estimator = stack_class(self.estimator_widths, (1,) * len(self.estimator_widths), dense=True,
                             layer_norm=self.layer_norm, negative_slope=self.negative_slope,
                             norm_eps=self.norm_eps, dtype=self.dtype, predict_impl=self.predict_impl,
-                            name=f"estimator{level}")
+                            conv_impl=self.conv_impl, name=f"estimator{level}")
       # The finest level's estimator may run again on its own output (same weights): each pass
       # re-warps the target by the refined flow, so the residual it reads is smaller.
       passes = 1 + (self.refine_passes if level == self.levels[-1] else 0)
@@ -350,7 +432,8 @@ class PWCFlowHead(nn.Module):
 
     context = stack_class(self.context_widths, self.context_dilations, dense=False,
                         layer_norm=self.layer_norm, negative_slope=self.negative_slope,
-                        norm_eps=self.norm_eps, dtype=self.dtype, predict_impl=self.predict_impl, name="context")
+                        norm_eps=self.norm_eps, dtype=self.dtype, predict_impl=self.predict_impl,
+                        conv_impl=self.conv_impl, name="context")
     context_inputs = [features, flow, source] if self.context_source_features else [features, flow]
     refinement, _ = context(jnp.concatenate(context_inputs, axis=-1))
     flow = jnp.clip(flow + refinement, -self.flow_clip, self.flow_clip)

@@ -205,7 +205,8 @@ def build_model(config):
       source_features=head.source_features, context_source_features=head.get("context_source_features", False),
       image_cost=head.image_cost, upsample=head.get("upsample", "bilinear"),
       upsample_width=head.get("upsample_width", 32), refine_passes=head.get("refine_passes", 0), dtype=dtype, remat=remat,
-      corr_impl=head.get("corr_impl", "slices"), predict_impl=head.get("predict_impl", "conv"))
+      corr_impl=head.get("corr_impl", "slices"), predict_impl=head.get("predict_impl", "conv"),
+      conv_impl=head.get("conv_impl", "conv"))
   objective = content_objective(config)
   expander = predictor = None
   if objective == "vicreg":
