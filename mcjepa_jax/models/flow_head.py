@@ -144,8 +144,7 @@ class FlowPrediction(nn.Module):
     x, kernel, bias = x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype)
     if impl == "taps":
       return conv3x3_taps(x, kernel) + bias
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + bias
+    return _conv3x3(x, kernel) + bias
 
 
 class ConvStack(nn.Module):
