@@ -127,6 +127,31 @@ def test_depthwise_shifts_equal_the_grouped_convolution_in_values_and_gradients(
   np.testing.assert_allclose(reference.apply(variables, x), conv.apply(variables, x), atol=1e-5)
 
 
+def test_gelu_is_x_phi_x_in_values_and_gradient():
+  """The erf-written GELU against x Phi(x) and its derivative Phi(x) + x phi(x) in float64 (math.erf),
+  and against flax's erfc-written exact GELU."""
+  import math
+  from mcjepa_jax.models.pyramid import gelu
+  x64 = np.concatenate([np.linspace(-8.0, 8.0, 321), [-30.0, -5.6, -1e-3, 0.0, 1e-3, 30.0]])
+  phi_cdf = np.array([0.5 * (1.0 + math.erf(v / math.sqrt(2.0))) for v in x64])
+  pdf = np.exp(-0.5 * x64 ** 2) / math.sqrt(2.0 * math.pi)
+  x = jnp.asarray(x64, jnp.float32)
+  # 1 + erf carries Phi to float32's absolute rounding near 1: |x| 1e-7 apart where Phi is tiny.
+  tolerance = 1e-7 * (1.0 + np.abs(x64))
+  for reference in (x64 * phi_cdf, np.asarray(nn.gelu(x, approximate=False), np.float64)):
+    error = np.abs(np.asarray(gelu(x), np.float64) - reference)
+    assert np.all(error <= tolerance + 1e-6 * np.abs(reference)), x64[np.argmax(error - tolerance)]
+  np.testing.assert_allclose(jax.vmap(jax.grad(gelu))(x), phi_cdf + x64 * pdf, rtol=1e-5, atol=1e-6)
+  # bfloat16 in, bfloat16 out, within bfloat16 rounding of the float64 value (Phi kept in float32).
+  x_bf16 = x.astype(jnp.bfloat16)
+  y = gelu(x_bf16)
+  assert y.dtype == jnp.bfloat16
+  xb = np.asarray(x_bf16, np.float64)
+  expected = np.array([v * 0.5 * (1.0 + math.erf(v / math.sqrt(2.0))) for v in xb])
+  error = np.abs(np.asarray(y, np.float64) - expected)
+  assert np.all(error <= 2 ** -8 * np.abs(expected) + 1e-6), xb[np.argmax(error)]
+
+
 def test_flow_prediction_as_taps_equals_the_convolution_in_values_and_gradients():
   from mcjepa_jax.models.flow_head import FlowPrediction, conv3x3_taps
   rng = np.random.default_rng(0)

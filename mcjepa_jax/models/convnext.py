@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mcjepa_jax.models.pyramid import (KERNEL_INIT, DropPath, LevelRecorder, gather_tokens, keep_mask,
+from mcjepa_jax.models.pyramid import (KERNEL_INIT, DropPath, LevelRecorder, gather_tokens, gelu, keep_mask,
                                        rematerialised, split_stem)
 
 DEPTHWISE_IMPLS = ("auto", "conv", "shifts")
@@ -129,7 +129,7 @@ class ConvNeXtBlock(nn.Module):
     x = DepthwiseConv(self.width, self.kernel_size, self.depthwise, self.dtype, name="dwconv")(x)
     x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm")(x)
     x = nn.Dense(self.mlp_ratio * self.width, kernel_init=KERNEL_INIT, dtype=self.dtype, name="pwconv1")(x)
-    x = nn.gelu(x, approximate=False)
+    x = gelu(x)
     x = nn.Dense(self.width, kernel_init=KERNEL_INIT, dtype=self.dtype, name="pwconv2")(x)
     gamma = self.param("layer_scale", nn.initializers.constant(self.layer_scale_init), (self.width,))
     x = x * gamma.astype(self.dtype)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcjepa_jax.models.pyramid import (KERNEL_INIT, PYRAMID_LEVELS, DropPath, LevelRecorder, gather_tokens,
+from mcjepa_jax.models.pyramid import (KERNEL_INIT, PYRAMID_LEVELS, DropPath, LevelRecorder, gather_tokens, gelu,
                                        rematerialised, split_stem)
 
 POSEMBS = ("sincos", "learn")
@@ -76,7 +76,7 @@ class TransformerBlock(_BlockSettings):
     x = x + DropPath(self.drop_path_rate, name="drop_path1")(self._scale(y, "layer_scale1"), train)
     y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm2")(x)
     y = nn.Dense(int(self.mlp_ratio * width), kernel_init=KERNEL_INIT, dtype=self.dtype, name="mlp1")(y)
-    y = nn.Dense(width, kernel_init=KERNEL_INIT, dtype=self.dtype, name="mlp2")(nn.gelu(y, approximate=False))
+    y = nn.Dense(width, kernel_init=KERNEL_INIT, dtype=self.dtype, name="mlp2")(gelu(y))
     return x + DropPath(self.drop_path_rate, name="drop_path2")(self._scale(y, "layer_scale2"), train)
 
   def _scale(self, y, name):
