@@ -82,9 +82,9 @@ def get_config(arg=None):
       # 531 -> 2 convolution ran at ~10 GFLOP/s: 154 -> 54 ms with its gradients; conv elsewhere).
       predict_impl="auto",
       # The kernel gradient of the estimators' and context network's convolutions (models/flow_head.py,
-      # same values): "conv" (XLA's), "matmul_grad" (one matmul over the flattened padded grid) or "auto"
-      # (matmul_grad on the CPU for undilated convolutions of >= 4x as many inputs as outputs: the paper
-      # step at the issue-14 shapes 2.196 -> 1.988 s/step).
+      # same values): "conv" (XLA's), "matmul_grad" (one matmul against 9 shifted copies of the output
+      # gradient) or "auto" (matmul_grad on the CPU for undilated convolutions of >= 3x as many inputs
+      # as outputs: the paper step at the issue-14 shapes 2.196 -> 1.988 s/step, docs/benchmarks.md).
       conv_impl="auto",
   )
   # Factor on the content loss's gradient leaving each pyramid level (1-6) down the encoder:

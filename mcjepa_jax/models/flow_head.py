@@ -25,9 +25,10 @@ from mcjepa_jax.ops.warp import bilinear_upsample_weights, convex_upsample, resi
 PREDICT_IMPLS = ("auto", "conv", "taps")
 CONV_IMPLS = ("auto", "conv", "matmul_grad")
 # "auto" takes the matmul kernel gradient for undilated convolutions from this many input channels per
-# output channel (paper step: 435 -> 64, 499 -> 32, 533 -> 128); below it building the shifted copies of
-# the output gradient costs more than XLA:CPU's own kernel gradient (e.g. 211 -> 128: 83 vs 44 ms).
-_MATMUL_GRAD_MIN_RATIO = 4
+# output channel (paper step: 339 -> 96, 435 -> 64, 499 -> 32, 533 -> 128); below it building the shifted
+# copies of the output gradient costs more than XLA:CPU's own kernel gradient (at 4 x 64 x 64:
+# 211 -> 128 74 vs 43 ms; 339 -> 96 55 vs 76 ms).
+_MATMUL_GRAD_MIN_RATIO = 3
 
 
 def conv3x3_taps(x, kernel):
@@ -57,11 +58,10 @@ def _conv3x3(x, kernel):
 def conv3x3_matmul_grad(x, kernel):
   """SAME 3 x 3 convolution [B, H, W, C] x [3, 3, C, O] -> [B, H, W, O] whose kernel gradient is one matmul.
 
-  Forward pass and input gradient are XLA's. The kernel gradient, dK[a, b] = sum_p x[p + (a, b) - 1]
-  dy[p], is taken over the zero-padded grid flattened to rows, where a tap's shift is a row offset:
-  dK = x_rows^T [dy_rows shifted by each of the 9 offsets, side by side], one [C, R] x [R, 9 O] matmul.
-  On XLA:CPU its own kernel gradient of a convolution with many more inputs than outputs runs at
-  about a third of the matmul rate (docs/benchmarks.md).
+  Forward pass and input gradient are XLA's. The kernel gradient, dK[a, b] = sum_p x[p]^T dy[p - (a, b) + 1],
+  is x's pixels as rows against the output gradient's nine shifted copies side by side: one
+  [C, B H W] x [B H W, 9 O] matmul. On XLA:CPU its own kernel gradient of a convolution with many more
+  inputs than outputs runs at about a third of the matmul rate (docs/benchmarks.md).
   """
   return _conv3x3(x, kernel)
 
@@ -76,16 +76,13 @@ def _conv3x3_backward(residuals, grad_y):
   outputs = grad_y.shape[-1]
   # XLA's input gradient; transposed rather than `jax.vjp`'d, which would also trace a forward pass.
   grad_x, = jax.linear_transpose(lambda a: _conv3x3(a, kernel), x)(grad_y)
-  padded_width = width + 2
-  rows = batch * (height + 2) * padded_width
-  margin = padded_width + 1  # the largest row offset of a tap
-  x_rows = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(rows, channels)
-  grad_rows = jnp.pad(grad_y, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(rows, outputs)
-  grad_rows = jnp.pad(grad_rows, ((margin, margin), (0, 0)))
-  # Padded-grid pixels of dy are zero, so a shift never mixes rows or images.
-  offsets = [(dy - 1) * padded_width + (dx - 1) for dy in range(3) for dx in range(3)]
-  shifted = jnp.concatenate([grad_rows[margin - offset:margin - offset + rows] for offset in offsets], axis=-1)
-  grad_kernel = jnp.matmul(x_rows.T, shifted, preferred_element_type=jnp.float32)
+  # Shifting the (narrower) output gradient rather than x: x is read once, as it is, and the copies
+  # are 9 O wide instead of 9 C.
+  padded = jnp.pad(grad_y, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  shifted = jnp.concatenate([padded[:, 2 - a:2 - a + height, 2 - b:2 - b + width] for a in range(3) for b in range(3)],
+                            axis=-1)
+  grad_kernel = jnp.matmul(x.reshape(-1, channels).T, shifted.reshape(-1, 9 * outputs),
+                           preferred_element_type=jnp.float32)
   grad_kernel = grad_kernel.reshape(channels, 3, 3, outputs).transpose(1, 2, 0, 3)
   return grad_x, grad_kernel.astype(kernel.dtype)
 
