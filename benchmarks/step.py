@@ -131,7 +131,7 @@ def measure(config, part, steps, warmup, compile_only):
   from mcjepa_jax.train.sharding import (batch_sharding, make_mesh, replicated,  # pylint: disable=g-import-not-at-top
                                         state_shardings)
   from mcjepa_jax.train.step import (abstract_train_state, initial_train_state,  # pylint: disable=g-import-not-at-top
-                                    batch_shapes as train_batch_shapes)
+                                    step_compiler_options, batch_shapes as train_batch_shapes)
   from mcjepa_jax.train.host_memory import release_freed_host_memory  # pylint: disable=g-import-not-at-top
 
   validate_config(config)
@@ -149,7 +149,8 @@ def measure(config, part, steps, warmup, compile_only):
   abstract_args = (jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                           abstract_state, shardings), abstract_batch)
   step = jax.jit(step_fn, in_shardings=(shardings, batch_sharding(mesh)),
-                 out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+                 out_shardings=(shardings, replicated(mesh)), donate_argnums=0,
+                 compiler_options=step_compiler_options())
   started = time.perf_counter()
   # One trace gives both the jaxpr whose FLOPs are counted and the program that is compiled.
   traced = step.trace(*abstract_args)

@@ -32,7 +32,7 @@ from mcjepa_jax.train.optimizer import make_optimizer
 from mcjepa_jax.train.sharding import (batch_sharding, check_batch_sizes, make_mesh, replicated,
                                       state_shardings)
 from mcjepa_jax.train.step import (TrainState, abstract_train_state, batch_shapes, init_inputs,
-                                   initial_train_state, make_train_step)
+                                   initial_train_state, make_train_step, step_compiler_options)
 
 
 def _global_batch(local_batch, sharding):
@@ -97,7 +97,8 @@ def prepare(config, workdir, devices=None, compile_step=True):
   abstract = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                     abstract_state, shardings)
   step_fn = jax.jit(make_train_step(model, optimizer, config), in_shardings=(shardings, batch_sharding(mesh)),
-                    out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+                    out_shardings=(shardings, replicated(mesh)), donate_argnums=0,
+                    compiler_options=step_compiler_options())
   if compile_step:
     abstract_batch = {k: jax.ShapeDtypeStruct(s, jnp.float32, sharding=batch_sharding(mesh))
                       for k, s in batch_shapes(config).items()}
