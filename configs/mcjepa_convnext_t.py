@@ -83,7 +83,7 @@ def get_config(arg=None):
       predict_impl="auto",
       # The kernel gradient of the estimators' and context network's convolutions (models/flow_head.py,
       # same values): "conv" (XLA's), "matmul_grad" (one matmul against 9 shifted copies of the output
-      # gradient) or "auto" (matmul_grad on the CPU for undilated convolutions of >= 3x as many inputs
+      # gradient) or "auto" (matmul_grad on the CPU for undilated convolutions of >= 1.5x as many inputs
       # as outputs: the paper step at the issue-14 shapes 2.196 -> 1.988 s/step, docs/benchmarks.md).
       conv_impl="auto",
   )

@@ -25,10 +25,11 @@ from mcjepa_jax.ops.warp import bilinear_upsample_weights, convex_upsample, resi
 PREDICT_IMPLS = ("auto", "conv", "taps")
 CONV_IMPLS = ("auto", "conv", "matmul_grad")
 # "auto" takes the matmul kernel gradient for undilated convolutions from this many input channels per
-# output channel (paper step: 339 -> 96, 435 -> 64, 499 -> 32, 533 -> 128); below it building the shifted
-# copies of the output gradient costs more than XLA:CPU's own kernel gradient (at 4 x 64 x 64:
-# 211 -> 128 74 vs 43 ms; 339 -> 96 55 vs 76 ms).
-_MATMUL_GRAD_MIN_RATIO = 3
+# output channel (paper step: 211 -> 128, 339 -> 96, 435 -> 64, 499 -> 32, 533 -> 128, 64 -> 32); below
+# it building the shifted copies of the output gradient can cost more than XLA:CPU's own kernel gradient
+# (`benchmarks/conv_grad.py`, forward and both gradients at 4 x 64 x 64: 211 -> 128 47 vs 66 ms,
+# 83 -> 128 28 vs 31, at 4 x 32 x 32 7.3 vs 6.6).
+_MATMUL_GRAD_MIN_RATIO = 1.5
 
 
 def conv3x3_taps(x, kernel):
