@@ -73,7 +73,7 @@ def _conv3x3_forward(x, kernel):
 
 def _conv3x3_backward(residuals, grad_y):
   x, kernel = residuals
-  batch, height, width, channels = x.shape
+  _, height, width, channels = x.shape
   outputs = grad_y.shape[-1]
   # XLA's input gradient; transposed rather than `jax.vjp`'d, which would also trace a forward pass.
   grad_x, = jax.linear_transpose(lambda a: _conv3x3(a, kernel), x)(grad_y)
